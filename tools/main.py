@@ -1,0 +1,104 @@
+"""The one ``netdef`` program: Caffe's tools as subcommands.
+
+Each subcommand lives in ``tools/<name>.py`` (installed as ``netdef.tools.<name>``) and
+exposes ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``.  Flags
+follow Caffe's spelling; both ``-solver x`` and ``--solver=x`` are accepted.
+"""
+
+import argparse
+import importlib
+import os
+import sys
+
+# subcommand name -> module name
+SUBCOMMANDS = {
+    "train": "train",
+    "test": "test",
+    "time": "time",
+    "device_query": "device_query",
+    "convert_mnist_data": "convert_mnist_data",
+    "convert_imageset": "convert_imageset",
+    "compute_image_mean": "compute_image_mean",
+    "convert_hdf5": "convert_hdf5",
+    "extract_features": "extract_features",
+    "upgrade_net_proto_text": "upgrade_net_proto_text",
+    "upgrade_net_proto_binary": "upgrade_net_proto_binary",
+    "upgrade_solver_proto_text": "upgrade_solver_proto_text",
+}
+
+
+def _available():
+    found = {}
+    for name, module in SUBCOMMANDS.items():
+        try:
+            found[name] = importlib.import_module(f"netdef.tools.{module}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"netdef.tools.{module}":
+                raise
+    return found
+
+
+def normalize_flags(argv):
+    """Accept Caffe/gflags spelling: ``-flag value`` and ``-flag=value`` become ``--flag``."""
+    out = []
+    for arg in argv:
+        if arg.startswith("-") and not arg.startswith("--") and len(arg) > 2 \
+                and not _looks_numeric(arg):
+            arg = "-" + arg
+        out.append(arg)
+    return out
+
+
+def _looks_numeric(arg):
+    try:
+        float(arg)
+        return True
+    except ValueError:
+        return False
+
+
+def build_parser(tools):
+    parser = argparse.ArgumentParser(
+        prog="netdef",
+        description="Caffe's command-line tools, reborn in Python.",
+    )
+    parser.add_argument("--debug", action="store_true",
+                        help="show Python tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module in tools.items():
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show Python tracebacks for errors")
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv=None):
+    from netdef.errors import NetdefError
+
+    argv = normalize_flags(sys.argv[1:] if argv is None else list(argv))
+    tools = _available()
+    parser = build_parser(tools)
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    debug = args.debug or bool(os.environ.get("NETDEF_DEBUG"))
+    try:
+        return int(args._run(args) or 0)
+    except NetdefError as exc:
+        if debug:
+            raise
+        lines = str(exc).splitlines() or [type(exc).__name__]
+        print(f"netdef: error: {lines[0]}", file=sys.stderr)
+        for line in lines[1:]:
+            print(line, file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("netdef: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
