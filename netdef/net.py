@@ -368,6 +368,8 @@ class Net:
         """Run layers start..end (inclusive); return the weighted loss."""
         end = len(self.layers) - 1 if end is None else end
         for i in range(start, end + 1):
+            # As Caffe's Layer::Forward: reshape first (cheap when nothing changed).
+            self.layers[i].reshape(self.bottom_vecs[i], self.top_vecs[i])
             self.layers[i].forward(self.bottom_vecs[i], self.top_vecs[i])
             if self.debug_info:
                 self._debug_forward(i)
