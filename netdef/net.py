@@ -449,6 +449,8 @@ class Net:
 
     def copy_trained_layers(self, layers, source="weights"):
         """``layers``: [(layer name, [arrays])].  Unknown layers are skipped with a log."""
+        from .weights import shapes_match
+
         matched = 0
         with_blobs = 0
         for name, arrays in layers:
@@ -465,13 +467,14 @@ class Net:
                     f"{source}: layer '{name}' has {len(arrays)} parameter blobs, the net's "
                     f"{layer.describe()} has {len(layer.blobs)}")
             for k, (arr, blob) in enumerate(zip(arrays, layer.blobs)):
-                if tuple(arr.shape) != blob.shape:
-                    if not _legacy_shape_match(arr.shape, blob.shape):
-                        raise WeightsError(
-                            f"{source}: cannot copy param {k} weights from layer '{name}'; shape "
-                            f"mismatch. Source param shape is {_fmt(arr.shape)}; target param "
-                            f"shape is {_fmt(blob.shape)}. To learn this layer's parameters "
-                            "from scratch rather than copying from a saved net, rename the layer.")
+                if arr is None:  # HDF5 files leave out parameters shared with another layer
+                    continue
+                if not shapes_match(arr.shape, blob.shape):
+                    raise WeightsError(
+                        f"{source}: cannot copy param {k} weights from layer '{name}'; shape "
+                        f"mismatch. Source param shape is {_fmt(arr.shape)}; target param "
+                        f"shape is {_fmt(blob.shape)}. To learn this layer's parameters "
+                        "from scratch rather than copying from a saved net, rename the layer.")
                 blob.data[...] = np.asarray(arr, np.float32).reshape(blob.shape)
         if with_blobs and not matched:
             raise WeightsError(f"{source}: none of its {with_blobs} layers with weights matches a "
@@ -546,17 +549,6 @@ class Net:
 
 def _fmt(shape):
     return " ".join(str(d) for d in shape) + f" ({int(np.prod(shape)) if shape else 1})"
-
-
-def _legacy_shape_match(src, dst):
-    """Old caffemodels store 4-D num/channels/height/width: accept 1-padded equals."""
-    def strip(s):
-        s = list(s)
-        while s and s[0] == 1:
-            s.pop(0)
-        return s
-
-    return strip(src) == strip(dst)
 
 
 def _is_phase(value):

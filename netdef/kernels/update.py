@@ -134,3 +134,13 @@ def adam_update(data, diff, m_hist, v_hist, offsets, rates, decays, norm, l1, be
             u = (r * c) * (mm / (np.sqrt(vv) + e))
             diff[i] = u
             data[i] -= u
+
+
+@njit(cache=True, nogil=True)
+def all_finite(values):
+    """True when no element is NaN or infinite (one pass, no temporary array)."""
+    for i in range(values.size):
+        v = values[i]
+        if v != v or v - v != 0:
+            return False
+    return True

@@ -35,7 +35,8 @@ class LearningRate:
         if self.policy == "fixed":
             r = base
         elif self.policy == "step":
-            r = base * gamma ** (it // p.stepsize)
+            self.current_step = it // p.stepsize
+            r = base * gamma ** self.current_step
         elif self.policy == "exp":
             r = base * gamma ** it
         elif self.policy == "inv":

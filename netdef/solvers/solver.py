@@ -198,6 +198,8 @@ class Solver:
             for _ in range(p.iter_size):
                 loss += self.net.forward_backward()
             loss /= p.iter_size
+            if not (math.isfinite(loss) and kernels.all_finite(self.net.flat_diff)):
+                self._stop_on_divergence(loss)
             self._update_smoothed_loss(loss, start_iter)
             if display:
                 now = time.perf_counter()
@@ -223,6 +225,34 @@ class Solver:
                 self.requested_early_exit = True
                 break
         self.elapsed = time.perf_counter() - t_start
+
+    def _stop_on_divergence(self, loss):
+        """Loss or gradients went NaN/inf: keep the last good weights, say where it broke."""
+        net = self.net
+        culprit = None
+        net.forward_from_to()
+        for i, tops in enumerate(net.top_vecs):
+            if any(not kernels.all_finite(t.data.ravel()) for t in tops):
+                culprit = f"the output of layer '{net._layer_names[i]}' ({net.layers[i].type})"
+                break
+        if culprit is None:
+            net.clear_param_diffs()
+            net.backward_from_to()
+            for i in range(len(net.layers) - 1, -1, -1):
+                blobs = list(net.layers[i].blobs) + list(net.bottom_vecs[i])
+                if any(not kernels.all_finite(b.diff.ravel()) for b in blobs):
+                    culprit = (f"the gradient of layer '{net._layer_names[i]}' "
+                               f"({net.layers[i].type})")
+                    break
+        where = culprit or "the loss"
+        saved = ""
+        if self.param.snapshot_prefix:
+            model, _ = self.snapshot()
+            saved = f" The last good weights were saved to {model}."
+        raise SolverError(
+            f"training diverged at iteration {self.iter}: loss = {loss:g}; {where} is the first "
+            f"to contain NaN or inf.{saved}\nhint: lower base_lr (now {self.param.base_lr:g}), "
+            "set clip_gradients, or check the input data and its scale")
 
     def _update_smoothed_loss(self, loss, start_iter):
         self.losses.append(loss)

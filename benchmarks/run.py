@@ -1,0 +1,183 @@
+"""``make bench``: netdef against PyTorch (and OpenCV dnn) on the CPU, each in its own process.
+
+Prints the BLAS and thread settings, LeNet training throughput (images/s) for netdef and, when
+importable, PyTorch on the same network and batch, the ratio, netdef's per-layer forward and
+backward times, and the time to the first iteration with a cold and a warm numba cache.
+A process that also holds PyTorch's thread pool slows down, hence one process per framework.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+LENET = os.path.join(ROOT, "examples", "mnist", "lenet_train_test.prototxt")
+
+
+def lenet_bench_net(batch):
+    """LeNet's train net with Input layers of random data instead of the LMDB."""
+    from netdef.prototxt import read_net_param
+    from netdef.proto import caffe_pb2
+
+    src = read_net_param(LENET)
+    net = caffe_pb2.NetParameter()
+    net.name = "LeNet-bench"
+    inp = net.layer.add()
+    inp.name, inp.type = "input", "Input"
+    inp.top.extend(["data", "label"])
+    inp.input_param.shape.add().dim.extend([batch, 1, 28, 28])
+    inp.input_param.shape.add().dim.extend([batch])
+    for layer in src.layer:
+        if layer.type in ("Data", "Accuracy"):
+            continue
+        net.layer.add().CopyFrom(layer)
+    return net
+
+
+def worker_netdef(args):
+    t0 = time.perf_counter()
+    import numpy as np
+
+    from netdef.proto import caffe_pb2
+    from netdef.solvers import Solver
+    from netdef.timing import time_net
+
+    param = caffe_pb2.SolverParameter()
+    param.net_param.CopyFrom(lenet_bench_net(args.batch))
+    param.base_lr, param.momentum, param.weight_decay = 0.01, 0.9, 5e-4
+    param.lr_policy, param.gamma, param.power = "inv", 1e-4, 0.75
+    param.max_iter, param.random_seed = 10 ** 6, 1
+    param.snapshot_after_train = False
+    solver = Solver(param)
+    rng = np.random.default_rng(0)
+    data = solver.net.blobs["data"]
+    label = solver.net.blobs["label"]
+    data.data[...] = rng.random(data.shape, dtype=np.float32)
+    label.data[...] = rng.integers(0, 10, label.shape)
+    solver.step(1)
+    first = time.perf_counter() - t0
+    solver.step(args.warmup)
+    t = time.perf_counter()
+    solver.step(args.iters)
+    elapsed = time.perf_counter() - t
+    layers = time_net(solver.net, 20)
+    return {"images_per_s": args.iters * args.batch / elapsed,
+            "ms_per_iter": 1000 * elapsed / args.iters,
+            "first_iteration_s": first, "layers": layers}
+
+
+def worker_torch(args):
+    import torch
+    from torch import nn
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 20, 5), nn.MaxPool2d(2, 2), nn.Conv2d(20, 50, 5), nn.MaxPool2d(2, 2),
+        nn.Flatten(), nn.Linear(800, 500), nn.ReLU(), nn.Linear(500, 10))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    loss_fn = nn.CrossEntropyLoss()
+    x = torch.rand(args.batch, 1, 28, 28)
+    y = torch.randint(0, 10, (args.batch,))
+
+    def step():
+        opt.zero_grad(set_to_none=False)
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+
+    for _ in range(args.warmup):
+        step()
+    t = time.perf_counter()
+    for _ in range(args.iters):
+        step()
+    elapsed = time.perf_counter() - t
+    return {"images_per_s": args.iters * args.batch / elapsed,
+            "ms_per_iter": 1000 * elapsed / args.iters, "version": torch.__version__}
+
+
+def run_worker(name, args, env=None):
+    cmd = [sys.executable, __file__, "--worker", name, "--batch", str(args.batch),
+           "--iters", str(args.iters), "--warmup", str(args.warmup),
+           "--threads", str(args.threads)]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    if out.returncode != 0:
+        return {"error": (out.stderr or out.stdout).strip().splitlines()[-1:]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def blas_info():
+    import numpy as np
+
+    info = {"OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE", "(unset)"),
+            "OPENBLAS_L2_SIZE": os.environ.get("OPENBLAS_L2_SIZE", "(unset)"),
+            "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "(unset)"),
+            "cpus": os.cpu_count(), "numpy": np.__version__}
+    try:
+        cfg = np.show_config(mode="dicts")
+        blas = cfg.get("Build Dependencies", {}).get("blas", {})
+        info["blas"] = f"{blas.get('name')} {blas.get('version')}"
+    except Exception:
+        pass
+    try:
+        import numba
+
+        info["numba"] = numba.__version__
+        info["numba_threading_layer"] = numba.config.THREADING_LAYER
+    except Exception:
+        pass
+    return info
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--worker")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--iters", type=int, default=100)
+    ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    args = ap.parse_args()
+    if args.worker:
+        result = {"netdef": worker_netdef, "torch": worker_torch}[args.worker](args)
+        print(json.dumps(result))
+        return 0
+
+    print("== machine ==")
+    for k, v in blas_info().items():
+        print(f"  {k}: {v}")
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        cold = run_worker("netdef", args, env)
+        warm = run_worker("netdef", args, env)
+    print(f"\n== LeNet training, batch {args.batch}, {args.iters} iterations ==")
+    if "error" in warm:
+        print("  netdef failed:", warm["error"])
+        return 1
+    print(f"  netdef : {warm['images_per_s']:8.0f} images/s  ({warm['ms_per_iter']:.2f} ms/iter)")
+    torch_res = run_worker("torch", args)
+    if "error" not in torch_res:
+        ratio = warm["images_per_s"] / torch_res["images_per_s"]
+        print(f"  PyTorch {torch_res['version']}: {torch_res['images_per_s']:8.0f} images/s  "
+              f"({torch_res['ms_per_iter']:.2f} ms/iter)")
+        print(f"  ratio netdef / PyTorch: {ratio:.2f}x")
+    else:
+        print("  PyTorch not available:", torch_res["error"])
+    print("\n== time to first iteration (process start to end of step 1) ==")
+    print(f"  cold numba cache: {cold.get('first_iteration_s', float('nan')):.2f} s")
+    print(f"  warm numba cache: {warm['first_iteration_s']:.2f} s")
+    print("\n== netdef per-layer times (ms, mean of 20) ==")
+    for row in warm["layers"]["layers"]:
+        print(f"  {row['name']:10s} {row['type']:16s} forward {row['forward_ms']:7.3f}  "
+              f"backward {row['backward_ms']:7.3f}")
+    print(f"  total forward {warm['layers']['forward_ms']:.2f}  backward "
+          f"{warm['layers']['backward_ms']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

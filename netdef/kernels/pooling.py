@@ -1,0 +1,238 @@
+"""Kernels for 2-D pooling (MAX, AVE, STOCHASTIC), one (n, c) plane per parallel task.
+
+Window of output (ph, pw): rows [ph*sh - pad_h, ... + kernel_h) clipped to the image,
+columns likewise.  MAX records in ``mask`` (float32, Caffe's top-mask convention) the
+index h*W + w of the winner inside its plane; the first maximum in row-major order wins.
+AVE divides by the window clipped to the padded image (H + pad_h), not to the image,
+as Caffe does.  STOCHASTIC ignores padding (Caffe allows none).
+
+Backward kernels add into ``bottom_diff``; with ``zero_first`` they clear each plane
+first (one pass instead of a separate memset), SPP passes False to sum its levels.
+x / bottom_diff: (N, C, H, W); top / top_diff / mask / rand: (N, C, PH, PW); float32.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+_LOWEST = np.float32(-3.4028234663852886e38)
+_TINY = np.float32(1.1754943508222875e-38)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def max_pool_forward(x, top, mask, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w):
+    """top = window maxima of x; mask = plane index of each maximum (-1 for an empty window)."""
+    N, C, H, W = x.shape
+    PH, PW = top.shape[2], top.shape[3]
+    xf = x.reshape(-1)
+    tf = top.reshape(-1)
+    mf = mask.reshape(-1)
+    for plane in prange(N * C):
+        xb = plane * H * W
+        tb = plane * PH * PW
+        for ph in range(PH):
+            hs = ph * stride_h - pad_h
+            he = min(hs + kernel_h, H)
+            hs = max(hs, 0)
+            for pw in range(PW):
+                ws = pw * stride_w - pad_w
+                we = min(ws + kernel_w, W)
+                ws = max(ws, 0)
+                best = _LOWEST
+                where = -1
+                for h in range(hs, he):
+                    row = xb + h * W
+                    for w in range(ws, we):
+                        v = xf[row + w]
+                        if v > best:
+                            best = v
+                            where = h * W + w
+                tf[tb + ph * PW + pw] = best
+                mf[tb + ph * PW + pw] = where
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def mask_pool_backward(top_diff, mask, bottom_diff, zero_first):
+    """bottom_diff[mask] += top_diff: the gradient of MAX (and of sampled STOCHASTIC)."""
+    N, C, H, W = bottom_diff.shape
+    PH, PW = top_diff.shape[2], top_diff.shape[3]
+    tf = top_diff.reshape(-1)
+    mf = mask.reshape(-1)
+    bf = bottom_diff.reshape(-1)
+    for plane in prange(N * C):
+        bb = plane * H * W
+        tb = plane * PH * PW
+        if zero_first:
+            for i in range(H * W):
+                bf[bb + i] = 0.0
+        for i in range(PH * PW):
+            where = int(mf[tb + i])
+            if where >= 0:
+                bf[bb + where] += tf[tb + i]
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def ave_pool_forward(x, top, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w):
+    """top = window sums of x / the window size clipped to the padded image."""
+    N, C, H, W = x.shape
+    PH, PW = top.shape[2], top.shape[3]
+    xf = x.reshape(-1)
+    tf = top.reshape(-1)
+    for plane in prange(N * C):
+        xb = plane * H * W
+        tb = plane * PH * PW
+        for ph in range(PH):
+            hs = ph * stride_h - pad_h
+            he = min(hs + kernel_h, H + pad_h)
+            size_h = he - hs
+            hs = max(hs, 0)
+            he = min(he, H)
+            for pw in range(PW):
+                ws = pw * stride_w - pad_w
+                we = min(ws + kernel_w, W + pad_w)
+                size = size_h * (we - ws)
+                ws = max(ws, 0)
+                we = min(we, W)
+                total = np.float32(0.0)
+                for h in range(hs, he):
+                    row = xb + h * W
+                    for w in range(ws, we):
+                        total += xf[row + w]
+                tf[tb + ph * PW + pw] = total / size
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def ave_pool_backward(top_diff, bottom_diff, kernel_h, kernel_w, stride_h, stride_w,
+                      pad_h, pad_w, zero_first):
+    """Each window's top_diff / window size added to every pixel of the (clipped) window."""
+    N, C, H, W = bottom_diff.shape
+    PH, PW = top_diff.shape[2], top_diff.shape[3]
+    tf = top_diff.reshape(-1)
+    bf = bottom_diff.reshape(-1)
+    for plane in prange(N * C):
+        bb = plane * H * W
+        tb = plane * PH * PW
+        if zero_first:
+            for i in range(H * W):
+                bf[bb + i] = 0.0
+        for ph in range(PH):
+            hs = ph * stride_h - pad_h
+            he = min(hs + kernel_h, H + pad_h)
+            size_h = he - hs
+            hs = max(hs, 0)
+            he = min(he, H)
+            for pw in range(PW):
+                ws = pw * stride_w - pad_w
+                we = min(ws + kernel_w, W + pad_w)
+                size = size_h * (we - ws)
+                ws = max(ws, 0)
+                we = min(we, W)
+                g = tf[tb + ph * PW + pw] / size
+                for h in range(hs, he):
+                    row = bb + h * W
+                    for w in range(ws, we):
+                        bf[row + w] += g
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def stochastic_pool_train(x, top, mask, rand, kernel_h, kernel_w, stride_h, stride_w):
+    """Sample one pixel per window with probability proportional to its (non-negative) value.
+
+    ``rand``: uniforms in [0, 1); the threshold is (1 - rand) * window sum, a draw in
+    (0, 1] as Caffe's, so a zero-valued pixel is never picked over a positive one.
+    The first pixel whose running sum reaches the threshold wins; mask records it.
+    """
+    N, C, H, W = x.shape
+    PH, PW = top.shape[2], top.shape[3]
+    xf = x.reshape(-1)
+    tf = top.reshape(-1)
+    mf = mask.reshape(-1)
+    rf = rand.reshape(-1)
+    for plane in prange(N * C):
+        xb = plane * H * W
+        tb = plane * PH * PW
+        for ph in range(PH):
+            hs = ph * stride_h
+            he = min(hs + kernel_h, H)
+            for pw in range(PW):
+                ws = pw * stride_w
+                we = min(ws + kernel_w, W)
+                total = np.float32(0.0)
+                for h in range(hs, he):
+                    for w in range(ws, we):
+                        total += xf[xb + h * W + w]
+                thres = (np.float32(1.0) - rf[tb + ph * PW + pw]) * total
+                running = np.float32(0.0)
+                where = (he - 1) * W + (we - 1)
+                found = False
+                for h in range(hs, he):
+                    for w in range(ws, we):
+                        running += xf[xb + h * W + w]
+                        if running >= thres:
+                            where = h * W + w
+                            found = True
+                            break
+                    if found:
+                        break
+                tf[tb + ph * PW + pw] = xf[xb + where]
+                mf[tb + ph * PW + pw] = where
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def stochastic_pool_test(x, top, kernel_h, kernel_w, stride_h, stride_w):
+    """top = sum(v^2) / sum(v) over each window: the probability-weighted average."""
+    N, C, H, W = x.shape
+    PH, PW = top.shape[2], top.shape[3]
+    xf = x.reshape(-1)
+    tf = top.reshape(-1)
+    for plane in prange(N * C):
+        xb = plane * H * W
+        tb = plane * PH * PW
+        for ph in range(PH):
+            hs = ph * stride_h
+            he = min(hs + kernel_h, H)
+            for pw in range(PW):
+                ws = pw * stride_w
+                we = min(ws + kernel_w, W)
+                total = _TINY
+                squares = np.float32(0.0)
+                for h in range(hs, he):
+                    for w in range(ws, we):
+                        v = xf[xb + h * W + w]
+                        total += v
+                        squares += v * v
+                tf[tb + ph * PW + pw] = squares / total
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def stochastic_pool_test_backward(x, top_diff, bottom_diff, kernel_h, kernel_w, stride_h,
+                                  stride_w, zero_first):
+    """Gradient of sum(v^2)/sum(v): (2 v S - Q) / S^2 per pixel of each window."""
+    N, C, H, W = x.shape
+    PH, PW = top_diff.shape[2], top_diff.shape[3]
+    xf = x.reshape(-1)
+    tf = top_diff.reshape(-1)
+    bf = bottom_diff.reshape(-1)
+    for plane in prange(N * C):
+        xb = plane * H * W
+        tb = plane * PH * PW
+        if zero_first:
+            for i in range(H * W):
+                bf[xb + i] = 0.0
+        for ph in range(PH):
+            hs = ph * stride_h
+            he = min(hs + kernel_h, H)
+            for pw in range(PW):
+                ws = pw * stride_w
+                we = min(ws + kernel_w, W)
+                total = _TINY
+                squares = np.float32(0.0)
+                for h in range(hs, he):
+                    for w in range(ws, we):
+                        v = xf[xb + h * W + w]
+                        total += v
+                        squares += v * v
+                g = tf[tb + ph * PW + pw] / (total * total)
+                for h in range(hs, he):
+                    for w in range(ws, we):
+                        i = xb + h * W + w
+                        bf[i] += g * (2 * xf[i] * total - squares)

@@ -1,0 +1,476 @@
+"""Convolution, Deconvolution and Im2col.
+
+Speed comes from batching: the whole minibatch goes through im2col into ONE column
+matrix (rows: input channel x kernel offset; columns: image x output position), and
+each layer product is one BLAS GEMM per group:
+
+    forward          Y_g (Cout_g, N*P)  = W_g (Cout_g, K_g) @ col_g (K_g, N*P)
+    weight gradient  dW_g              += dY_g @ col_g^T
+    data gradient    dcol_g             = W_g^T @ dY_g, then col2im
+
+The GEMM result is in (C, N*P) order; one layout pass turns it into NCHW and adds the
+bias on the way (and the reverse pass sums the bias gradient while it copies).  The
+column buffer is allocated in ``reshape`` and reused; minibatches whose column matrix
+would exceed ``COL_BUFFER_LIMIT`` floats are processed in chunks of images.  A 1x1,
+stride-1, unpadded convolution needs no im2col: its column matrix is the input itself.
+
+Deconvolution is the transpose: its forward is Convolution's data gradient (col2im,
+with the bias folded into col2im's first write), its data gradient is Convolution's
+forward.  Both share one weight layout, (conv-output channels, conv-input channels /
+group, *kernel): (num_output, C/g, ...) for Convolution, (C, num_output/g, ...) for
+Deconvolution.
+"""
+
+import numpy as np
+
+from ..errors import LayerError, ShapeError
+from ..fillers import fill
+from ..kernels import conv as K
+from ..layer import Layer, register
+from .shape import canonical_axis
+
+# Largest column matrix (in floats, 128 MB) built at once; bigger batches go in chunks.
+COL_BUFFER_LIMIT = 1 << 25
+
+_NO_BIAS = np.zeros(0, np.float32)
+
+
+# -- geometry ------------------------------------------------------------------
+def read_geometry(layer, p, num_spatial):
+    """(kernel, stride, pad, dilation), one value per spatial axis, with Caffe's rules.
+
+    Each may be given once (all axes) or once per axis; kernel/stride/pad also as
+    ``_h``/``_w`` for 2-D only, never together with the repeated form.
+    """
+    where = layer.describe()
+
+    def per_axis(name, default, positive, hw=True):
+        values = list(getattr(p, name))
+        h_name, w_name = (f"{name.split('_')[0]}_h", f"{name.split('_')[0]}_w")
+        if hw and (p.HasField(h_name) or p.HasField(w_name)):
+            if num_spatial != 2:
+                raise LayerError(f"{where}: {h_name} & {w_name} can only be used for 2-D "
+                                 f"convolution; the bottom has {num_spatial} spatial axes")
+            if values:
+                raise LayerError(f"{where}: give either {name} or {h_name}/{w_name}, not both")
+            dims = (int(getattr(p, h_name)), int(getattr(p, w_name)))
+            hint = f"; give both {h_name} and {w_name}"
+        else:
+            hint = ""
+            allowed = (1, num_spatial) if default is None else (0, 1, num_spatial)
+            if len(values) not in allowed:
+                raise LayerError(f"{where}: {name} must be given once, or once per spatial "
+                                 f"axis ({name} given {len(values)} times; {num_spatial} "
+                                 "spatial axes)")
+            if not values:
+                values = [default]
+            dims = tuple(int(values[i if len(values) > 1 else 0]) for i in range(num_spatial))
+        if positive and any(d <= 0 for d in dims):
+            raise LayerError(f"{where}: every {name} dimension must be nonzero (got {dims}"
+                             f"{hint})")
+        return dims
+
+    kernel = per_axis("kernel_size", None, True)
+    stride = per_axis("stride", 1, True)
+    pad = per_axis("pad", 0, False)
+    dilation = per_axis("dilation", 1, False, hw=False)
+    return kernel, stride, pad, dilation
+
+
+def conv_out_shape(layer, blob, in_shape, kernel, stride, pad, dilation):
+    """Output spatial shape (in + 2p - (d(k-1)+1)) / s + 1 per axis."""
+    out = []
+    for size, k, s, p, d in zip(in_shape, kernel, stride, pad, dilation, strict=True):
+        extent = d * (k - 1) + 1
+        if size + 2 * p < extent:
+            raise ShapeError(f"{layer.describe()}: the kernel (extent {extent} with dilation) "
+                             f"does not fit bottom '{blob.name}' {blob.shape} padded by {p} "
+                             f"(kernel {kernel}, pad {pad}, dilation {dilation})")
+        out.append((size + 2 * p - extent) // s + 1)
+    return tuple(out)
+
+
+def deconv_out_shape(layer, blob, in_shape, kernel, stride, pad, dilation):
+    """Output spatial shape s(in - 1) + d(k-1)+1 - 2p per axis."""
+    out = []
+    for size, k, s, p, d in zip(in_shape, kernel, stride, pad, dilation, strict=True):
+        o = s * (size - 1) + d * (k - 1) + 1 - 2 * p
+        if o <= 0:
+            raise ShapeError(f"{layer.describe()}: pad {pad} leaves no output for bottom "
+                             f"'{blob.name}' {blob.shape} (kernel {kernel}, stride {stride})")
+        out.append(o)
+    return tuple(out)
+
+
+def _prod(values):
+    n = 1
+    for v in values:
+        n *= v
+    return n
+
+
+class _ColumnOps:
+    """im2col / col2im for one geometry, dispatching to the 2-D or the N-D kernel."""
+
+    def __init__(self, kernel, stride, pad, dilation, in_shape, out_shape):
+        self.in_shape, self.out_shape = tuple(in_shape), tuple(out_shape)
+        self.two_d = len(kernel) == 2
+        self.flat = (kernel[0], kernel[1], stride[0], stride[1], pad[0], pad[1],
+                     dilation[0], dilation[1], out_shape[0], out_shape[1]) if self.two_d else None
+        self.arrays = tuple(np.array(v, np.int64) for v in
+                            (in_shape, out_shape, kernel, stride, pad, dilation))
+
+    def im2col(self, image, col, row_stride, n_stride):
+        """image: (n, C, prod(in_shape)); col: flat."""
+        if self.two_d:
+            n, c = image.shape[:2]
+            K.im2col_2d(image.reshape(n, c, *self.in_shape), col, row_stride, n_stride,
+                        *self.flat)
+        else:
+            K.im2col_nd(image, col, row_stride, n_stride, *self.arrays)
+
+    def col2im(self, col, image, row_stride, n_stride, bias):
+        """Overwrites image: (n, C, prod(in_shape)) with bias + the column sums."""
+        if self.two_d:
+            n, c = image.shape[:2]
+            K.col2im_2d(col, image.reshape(n, c, *self.in_shape), row_stride, n_stride,
+                        *self.flat, bias)
+        else:
+            K.col2im_nd(col, image, row_stride, n_stride, *self.arrays, bias)
+
+
+def _no_in_place(layer, bottom, top):
+    for b, t in zip(bottom, top, strict=False):
+        if b is t:
+            raise LayerError(f"{layer.describe()}: cannot compute in place (top '{t.name}' "
+                             "is its own bottom)")
+
+
+# -- Convolution / Deconvolution -------------------------------------------------
+class _ConvolutionBase(Layer):
+    """What Convolution and Deconvolution share: parameters, weights, buffers, products.
+
+    Names follow the convolution direction: the *image* side has ``c_image`` channels
+    and the larger spatial shape; the *column* side has ``c_col`` channels and one
+    position per column of the column matrix.  Convolution maps image -> column side,
+    Deconvolution column -> image side.
+    """
+
+    min_bottom_blobs = 1
+    min_top_blobs = 1
+    equal_num_bottom_top_blobs = True
+    transposed = False
+
+    def setup(self, bottom, top):
+        p = self.layer_param.convolution_param
+        b = bottom[0]
+        self.channel_axis = canonical_axis(self, b, p.axis)
+        self.num_spatial = b.num_axes - self.channel_axis - 1
+        geo = read_geometry(self, p, self.num_spatial)
+        self.kernel, self.stride, self.pad, self.dilation = geo
+        self.is_1x1 = all(k == 1 for k in self.kernel) and all(s == 1 for s in self.stride) \
+            and all(v == 0 for v in self.pad)
+        self.channels = b.shape[self.channel_axis]
+        self.num_output = int(p.num_output)
+        self.group = int(p.group)
+        self.bias_term = bool(p.bias_term)
+        where = self.describe()
+        if self.num_output <= 0:
+            raise LayerError(f"{where}: convolution_param.num_output must be positive")
+        if self.group <= 0:
+            raise LayerError(f"{where}: convolution_param.group must be positive")
+        if self.channels % self.group:
+            raise LayerError(f"{where}: the {self.channels} input channels of bottom "
+                             f"'{b.name}' {b.shape} are not divisible by group {self.group}")
+        if self.num_output % self.group:
+            raise LayerError(f"{where}: num_output {self.num_output} is not a multiple of "
+                             f"group {self.group}")
+        if self.transposed:
+            self.c_col, self.c_image = self.channels, self.num_output
+        else:
+            self.c_col, self.c_image = self.num_output, self.channels
+        self.kernel_count = _prod(self.kernel)
+        self.k_group = self.c_image // self.group * self.kernel_count   # GEMM inner size
+        self.col_group = self.c_col // self.group
+        if not self.blobs:
+            weight_shape = (self.c_col, self.c_image // self.group) + self.kernel
+            fill(self.new_param_blob(weight_shape).data, p.weight_filler, self.rng)
+            if self.bias_term:
+                fill(self.new_param_blob((self.num_output,)).data, p.bias_filler, self.rng)
+        self.param_propagate_down = [True] * len(self.blobs)
+        self._col = np.zeros(0, np.float32)
+        self._cs = np.zeros(0, np.float32)
+        self._dw = np.zeros((self.col_group, self.k_group), np.float32)
+        self._col_holds = None      # bottom index whose im2col the column buffer holds
+        self._geometry_key = None
+
+    def reshape(self, bottom, top):
+        b0 = bottom[0]
+        first_spatial = self.channel_axis + 1
+        if b0.num_axes != first_spatial + self.num_spatial:
+            raise ShapeError(f"{self.describe()}: bottom '{b0.name}' {b0.shape} changed its "
+                             f"number of axes (expected {first_spatial + self.num_spatial})")
+        if b0.shape[self.channel_axis] != self.channels:
+            raise ShapeError(f"{self.describe()}: bottom '{b0.name}' {b0.shape} has "
+                             f"{b0.shape[self.channel_axis]} channels on axis "
+                             f"{self.channel_axis}; the weights expect {self.channels}")
+        for b in bottom[1:]:
+            if b.shape != b0.shape:
+                raise ShapeError(f"{self.describe()}: all bottoms must have one shape: "
+                                 f"'{b0.name}' {b0.shape} vs '{b.name}' {b.shape}")
+        _no_in_place(self, bottom, top)
+        self.num = b0.count_range(0, self.channel_axis)
+        in_spatial = b0.shape[first_spatial:]
+        out_of = deconv_out_shape if self.transposed else conv_out_shape
+        out_spatial = out_of(self, b0, in_spatial, self.kernel, self.stride, self.pad,
+                             self.dilation)
+        for t in top:
+            t.reshape(b0.shape[:self.channel_axis] + (self.num_output,) + out_spatial)
+        image_spatial, col_spatial = ((out_spatial, in_spatial) if self.transposed
+                                      else (in_spatial, out_spatial))
+        self.p_image, self.p_col = _prod(image_spatial), _prod(col_spatial)
+        if self._geometry_key == (self.num, in_spatial):
+            return
+        self._geometry_key = (self.num, in_spatial)
+        self.ops = _ColumnOps(self.kernel, self.stride, self.pad, self.dilation,
+                              image_spatial, col_spatial)
+        rows = self.c_image * self.kernel_count
+        per_image = rows * max(self.p_col, 1)
+        self.chunk = max(1, min(self.num, COL_BUFFER_LIMIT // max(per_image, 1)))
+        if self._col.size < rows * self.chunk * self.p_col:
+            self._col = np.zeros(rows * self.chunk * self.p_col, np.float32)
+        if self._cs.size < self.c_col * self.chunk * self.p_col:
+            self._cs = np.zeros(self.c_col * self.chunk * self.p_col, np.float32)
+        self._col_holds = None
+
+    # -- the pieces ------------------------------------------------------------
+    def _chunks(self):
+        for n0 in range(0, self.num, self.chunk):
+            yield n0, min(n0 + self.chunk, self.num)
+
+    def _buffers(self, n):
+        """The column matrix (rows, n*P) and the column-side matrix (c_col, n*P)."""
+        cols = n * self.p_col
+        col = self._col[: self.c_image * self.kernel_count * cols]
+        cs = self._cs[: self.c_col * cols].reshape(self.c_col, cols)
+        return col, cs
+
+    def _groups(self, col, cs):
+        """Per group: weight rows (col_group, k_group), column rows, column-side rows."""
+        w = self.blobs[0].data.reshape(self.c_col, self.k_group)
+        col2d = col.reshape(self.c_image * self.kernel_count, -1)
+        for g in range(self.group):
+            rw = slice(g * self.col_group, (g + 1) * self.col_group)
+            rc = slice(g * self.k_group, (g + 1) * self.k_group)
+            yield g, w[rw], col2d[rc], cs[rw]
+
+    def _image_to_col(self, image, col):
+        """col = im2col(image); image: (n, c_image, p_image)."""
+        n = image.shape[0]
+        cols = n * self.p_col
+        if self.is_1x1:
+            K.nc_to_cn(image, col.reshape(self.c_image, cols), _NO_BIAS)
+        else:
+            self.ops.im2col(image, col, cols, self.p_col)
+
+    def _col_to_image(self, col, image, bias):
+        """image = col2im(col) + bias; image: (n, c_image, p_image)."""
+        n = image.shape[0]
+        if self.is_1x1:
+            K.cn_to_nc(col.reshape(self.c_image, n * self.p_col), image, bias)
+        else:
+            self.ops.col2im(col, image, n * self.p_col, self.p_col, bias)
+
+    def _forward_product(self, image, out, bias, have_col=False):
+        """Convolution proper: out (n, c_col, p_col) = W * image (n, c_image, p_image) + bias.
+
+        ``have_col``: the column buffer already holds im2col(image)."""
+        n = image.shape[0]
+        if self.is_1x1:
+            G = self.group
+            w = self.blobs[0].data.reshape(G, self.col_group, self.c_image // G)
+            np.matmul(w, image.reshape(n, G, self.c_image // G, self.p_image),
+                      out=out.reshape(n, G, self.col_group, self.p_col))
+            if bias.size:
+                K.add_channel_bias(out, bias)
+            return
+        col, cs = self._buffers(n)
+        if not have_col:
+            self._image_to_col(image, col)
+        for _, w_g, col_g, cs_g in self._groups(col, cs):
+            np.dot(w_g, col_g, out=cs_g)
+        K.cn_to_nc(cs, out, bias)
+
+    def _transpose_product(self, cs, image, bias, source=None):
+        """image (n, c_image, p_image) = W^T * cs + bias, where cs (c_col, n*p_col) holds
+        the column side in GEMM order.  In the 1x1 case ``source`` (n, c_col, p_col), the
+        same values in NCHW order, feeds a batched matmul instead."""
+        n = image.shape[0]
+        if self.is_1x1 and source is not None:
+            G = self.group
+            w = self.blobs[0].data.reshape(G, self.col_group, self.c_image // G)
+            np.matmul(w.transpose(0, 2, 1), source.reshape(n, G, self.col_group, self.p_col),
+                      out=image.reshape(n, G, self.c_image // G, self.p_image))
+            if bias.size:
+                K.add_channel_bias(image, bias)
+            return
+        col, _ = self._buffers(n)
+        for _, w_g, col_g, cs_g in self._groups(col, cs):
+            np.dot(w_g.T, cs_g, out=col_g)
+        self._col_to_image(col, image, bias)
+
+    def _accumulate_weight_diff(self, col, cs):
+        """dW_g += cs_g @ col_g^T for every group."""
+        dw = self.blobs[0].diff.reshape(self.c_col, self.k_group)
+        for g, _, col_g, cs_g in self._groups(col, cs):
+            np.dot(cs_g, col_g.T, out=self._dw)
+            dw[g * self.col_group:(g + 1) * self.col_group] += self._dw
+
+    def _views(self, blob, n0, n1, channels, positions, diff=False):
+        arr = blob.diff if diff else blob.data
+        return arr.reshape(self.num, channels, positions)[n0:n1]
+
+    def _weight_grad_wanted(self):
+        down = self.param_propagate_down
+        return not down or down[0]
+
+    def _bias_grad_wanted(self):
+        down = self.param_propagate_down
+        return self.bias_term and (len(down) < 2 or down[1])
+
+    def _bias(self):
+        return self.blobs[1].data if self.bias_term else _NO_BIAS
+
+
+@register("Convolution")
+class Convolution(_ConvolutionBase):
+    """top = W * bottom + b, a (grouped, dilated, N-D) cross-correlation per image.
+
+    Output size per spatial axis: (in + 2 pad - (dilation (kernel - 1) + 1)) / stride + 1.
+    Weights (num_output, C / group, *kernel), bias (num_output,).  Each bottom/top pair
+    uses the same weights.
+    """
+
+    def forward(self, bottom, top):
+        single = self.chunk >= self.num
+        for i, (b, t) in enumerate(zip(bottom, top, strict=True)):
+            for n0, n1 in self._chunks():
+                self._forward_product(self._views(b, n0, n1, self.c_image, self.p_image),
+                                      self._views(t, n0, n1, self.c_col, self.p_col),
+                                      self._bias())
+            self._col_holds = i if single and not self.is_1x1 else None
+
+    def backward(self, top, propagate_down, bottom):
+        want_w, want_b = self._weight_grad_wanted(), self._bias_grad_wanted()
+        bias_diff = self.blobs[1].diff if want_b else _NO_BIAS
+        single = self.chunk >= self.num
+        for i, (t, b) in enumerate(zip(top, bottom, strict=True)):
+            if not (want_w or want_b or propagate_down[i]):
+                continue
+            for n0, n1 in self._chunks():
+                col, cs = self._buffers(n1 - n0)
+                dtop = self._views(t, n0, n1, self.c_col, self.p_col, diff=True)
+                K.nc_to_cn(dtop, cs, bias_diff)
+                if want_w:
+                    if self._col_holds != i:
+                        image = self._views(b, n0, n1, self.c_image, self.p_image)
+                        self._image_to_col(image, col)
+                        self._col_holds = i if single else None
+                    self._accumulate_weight_diff(col, cs)
+                if propagate_down[i]:
+                    self._col_holds = None      # the data gradient reuses the column buffer
+                    dbottom = self._views(b, n0, n1, self.c_image, self.p_image, diff=True)
+                    self._transpose_product(cs, dbottom, _NO_BIAS, source=dtop)
+
+
+@register("Deconvolution")
+class Deconvolution(_ConvolutionBase):
+    """The transpose of Convolution: top = W^T * bottom + b (a "fractionally strided" conv).
+
+    Output size per spatial axis: stride (in - 1) + dilation (kernel - 1) + 1 - 2 pad.
+    Weights (C, num_output / group, *kernel), bias (num_output,).
+    """
+
+    transposed = True
+
+    def forward(self, bottom, top):
+        for b, t in zip(bottom, top, strict=True):
+            for n0, n1 in self._chunks():
+                _, cs = self._buffers(n1 - n0)
+                src = self._views(b, n0, n1, self.c_col, self.p_col)
+                if not self.is_1x1:
+                    K.nc_to_cn(src, cs, _NO_BIAS)
+                self._transpose_product(cs, self._views(t, n0, n1, self.c_image, self.p_image),
+                                        self._bias(), source=src)
+
+    def backward(self, top, propagate_down, bottom):
+        want_w, want_b = self._weight_grad_wanted(), self._bias_grad_wanted()
+        for i, (t, b) in enumerate(zip(top, bottom, strict=True)):
+            for n0, n1 in self._chunks():
+                n = n1 - n0
+                dtop = self._views(t, n0, n1, self.c_image, self.p_image, diff=True)
+                if want_b:
+                    K.channel_sum(dtop, self.blobs[1].diff)
+                if want_w:
+                    col, cs = self._buffers(n)
+                    self._image_to_col(dtop, col)
+                    K.nc_to_cn(self._views(b, n0, n1, self.c_col, self.p_col), cs, _NO_BIAS)
+                    self._accumulate_weight_diff(col, cs)
+                if propagate_down[i]:
+                    dbottom = self._views(b, n0, n1, self.c_col, self.p_col, diff=True)
+                    self._forward_product(dtop, dbottom, _NO_BIAS, have_col=want_w)
+
+
+# -- Im2col ----------------------------------------------------------------------
+@register("Im2col")
+class Im2col(Layer):
+    """The column matrix of each image as a blob: (N, C * prod(kernel), *out_spatial).
+
+    Takes convolution_param (kernel/stride/pad/dilation, axis) as Convolution does;
+    channel c, kernel offset k lands in channel c * prod(kernel) + k of the top.
+    Backward is col2im.
+    """
+
+    exact_num_bottom_blobs = 1
+    exact_num_top_blobs = 1
+
+    def setup(self, bottom, top):
+        p = self.layer_param.convolution_param
+        b = bottom[0]
+        self.channel_axis = canonical_axis(self, b, p.axis)
+        self.num_spatial = b.num_axes - self.channel_axis - 1
+        if self.num_spatial < 1:
+            raise LayerError(f"{self.describe()}: bottom '{b.name}' {b.shape} has no spatial "
+                             f"axes after the channel axis {self.channel_axis}")
+        self.kernel, self.stride, self.pad, self.dilation = read_geometry(self, p,
+                                                                          self.num_spatial)
+        self.channels = b.shape[self.channel_axis]
+
+    def reshape(self, bottom, top):
+        b = bottom[0]
+        first_spatial = self.channel_axis + 1
+        if b.num_axes != first_spatial + self.num_spatial:
+            raise ShapeError(f"{self.describe()}: bottom '{b.name}' {b.shape} changed its "
+                             f"number of axes (expected {first_spatial + self.num_spatial})")
+        _no_in_place(self, bottom, top)
+        self.channels = b.shape[self.channel_axis]
+        self.num = b.count_range(0, self.channel_axis)
+        in_spatial = b.shape[first_spatial:]
+        out_spatial = conv_out_shape(self, b, in_spatial, self.kernel, self.stride, self.pad,
+                                     self.dilation)
+        self.rows = self.channels * _prod(self.kernel)
+        top[0].reshape(b.shape[:self.channel_axis] + (self.rows,) + out_spatial)
+        self.p_in, self.p_out = _prod(in_spatial), _prod(out_spatial)
+        self.ops = _ColumnOps(self.kernel, self.stride, self.pad, self.dilation, in_spatial,
+                              out_spatial)
+
+    def forward(self, bottom, top):
+        image = bottom[0].data.reshape(self.num, self.channels, self.p_in)
+        self.ops.im2col(image, top[0].data.reshape(-1), self.p_out, self.rows * self.p_out)
+
+    def backward(self, top, propagate_down, bottom):
+        if not propagate_down[0]:
+            return
+        image = bottom[0].diff.reshape(self.num, self.channels, self.p_in)
+        self.ops.col2im(top[0].diff.reshape(-1), image, self.p_out, self.rows * self.p_out,
+                        _NO_BIAS)
