@@ -8,10 +8,10 @@ layer's forward and backward with their GEMM share.  Run: python benchmarks/benc
 import argparse
 import time
 
-import netdef  # noqa: F401  (first: sets the BLAS thread policy before numpy loads)
 import numpy as np
 from google.protobuf import text_format
 
+import netdef  # noqa: F401  (first: sets the BLAS thread policy before numpy loads)
 from netdef.blob import Blob
 from netdef.kernels import conv as K
 from netdef.layer import create_layer

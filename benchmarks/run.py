@@ -21,8 +21,8 @@ LENET = os.path.join(ROOT, "examples", "mnist", "lenet_train_test.prototxt")
 
 def lenet_bench_net(batch):
     """LeNet's train net with Input layers of random data instead of the LMDB."""
-    from netdef.prototxt import read_net_param
     from netdef.proto import caffe_pb2
+    from netdef.prototxt import read_net_param
 
     src = read_net_param(LENET)
     net = caffe_pb2.NetParameter()

@@ -250,7 +250,7 @@ class Net:
         self.param_owner_of = []  # per (layer, param): index into learnable_params
         owners_by_name = {}
         sharers = []
-        for li, layer in enumerate(self.layers):
+        for layer in self.layers:
             lp = layer.layer_param
             if len(lp.param) > len(layer.blobs):
                 raise LayerError(f"{layer_context(lp)}: {len(lp.param)} param specs given for "

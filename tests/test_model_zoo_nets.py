@@ -149,7 +149,7 @@ def test_zoo_net_matches_opencv(case, tmp_path):
         assert_close(case.folder, key, ours[key], theirs[key])
 
 
-# --------------------------------------------------------------- against Caffe's own files
+# --------------------------------------------------------------- against the published prototxts
 
 def normalized_layers(net_param):
     """Each non-Input layer as text, without training-only specs (lr/decay multipliers,
@@ -182,14 +182,17 @@ def read_text(path):
 
 
 @pytest.mark.parametrize("folder, reference", [
-    ("lenet", "examples/mnist/lenet.prototxt"),
-    ("cifar10_quick", "examples/cifar10/cifar10_quick.prototxt"),
-    ("caffenet", "models/bvlc_reference_caffenet/deploy.prototxt"),
-    ("alexnet", "models/bvlc_alexnet/deploy.prototxt"),
-    ("googlenet", "models/bvlc_googlenet/deploy.prototxt"),
-])
-def test_zoo_net_equals_caffes_own(folder, reference):
-    theirs = read_text(need(os.path.join(BVLC, reference)))
+    ("lenet", os.path.join(BVLC, "examples", "mnist", "lenet.prototxt")),
+    ("cifar10_quick", os.path.join(BVLC, "examples", "cifar10", "cifar10_quick.prototxt")),
+    ("caffenet", os.path.join(BVLC, "models", "bvlc_reference_caffenet", "deploy.prototxt")),
+    ("alexnet", os.path.join(BVLC, "models", "bvlc_alexnet", "deploy.prototxt")),
+    ("googlenet", os.path.join(BVLC, "models", "bvlc_googlenet", "deploy.prototxt")),
+    ("mtcnn_pnet", os.path.join(DATA, "models", "mtcnn_det1", "deploy.prototxt")),
+], ids=lambda v: os.path.relpath(v, DATA) if os.sep in v else v)
+def test_zoo_net_equals_the_published_prototxt(folder, reference):
+    """Same layers, names, blobs and hyper-parameters as the authors' own deploy file
+    (training-only specs aside), so the published caffemodels fit."""
+    theirs = read_text(need(reference))
     ours = read_text(deploy(folder))
     assert normalized_layers(ours) == normalized_layers(theirs)
 

@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 from google.protobuf import descriptor_pb2
+
 from netdef.proto import caffe_pb2
 
 PROTO_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "proto")

@@ -5,10 +5,10 @@ import logging
 import os
 
 import pytest
-from netdef.proto import caffe_pb2
 
 from netdef import prototxt
 from netdef.errors import PrototxtError
+from netdef.proto import caffe_pb2
 from tests.shared import CONFORMANCE, DATA, need
 
 PROTOTXT = os.path.join(DATA, "prototxt")

@@ -1,4 +1,4 @@
-"""Real trained Caffe models load and reproduce OpenCV dnn's outputs; our caffemodels load in OpenCV."""
+"""Real trained Caffe models reproduce OpenCV dnn's outputs; our caffemodels load in OpenCV."""
 
 import json
 import os

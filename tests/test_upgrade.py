@@ -5,10 +5,10 @@ import os
 
 import pytest
 from google.protobuf import text_format
-from netdef.proto import caffe_pb2
 
 from netdef import upgrade
 from netdef.errors import PrototxtError
+from netdef.proto import caffe_pb2
 from netdef.prototxt import parse_solver_text, read_net_param, read_net_param_binary
 from tests.shared import DATA, need
 

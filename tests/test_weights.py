@@ -5,10 +5,10 @@ import os
 import h5py
 import numpy as np
 import pytest
-from netdef.proto import caffe_pb2
 
 from netdef import weights
 from netdef.errors import WeightsError
+from netdef.proto import caffe_pb2
 from tests.shared import CONFORMANCE, DATA, need
 
 MODELS = os.path.join(DATA, "models")

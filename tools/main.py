@@ -69,6 +69,10 @@ def build_parser(tools):
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="show Python tracebacks for errors")
+        p.add_argument("--allow-python-layers", "--allow_python_layers", action="store_true",
+                       dest="allow_python_layers",
+                       help="run `type: \"Python\"` layers named by the prototxt (this "
+                            "imports and runs their module's code)")
         module.add_arguments(p)
         p.set_defaults(_run=module.run)
     return parser
@@ -85,6 +89,10 @@ def main(argv=None):
         parser.print_help()
         return 2
     debug = args.debug or bool(os.environ.get("NETDEF_DEBUG"))
+    from netdef.layers.python_layer import allow_python_layers
+
+    # A prototxt from elsewhere runs no code unless the user says so.
+    allow_python_layers(args.allow_python_layers)
     try:
         return int(args._run(args) or 0)
     except NetdefError as exc:

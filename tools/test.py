@@ -34,7 +34,7 @@ def run(args):
         total_loss += loss
         values, names = [], []
         for out in net.outputs:
-            for k, v in enumerate(net.blobs[out].data.ravel()):
+            for v in net.blobs[out].data.ravel():
                 values.append(float(v))
                 names.append(out)
                 logger.info("Batch %d, %s = %g", i, out, v)

@@ -21,9 +21,8 @@ def add_arguments(p):
 
 
 def run(args):
-    from netdef.prototxt import read_solver_param
-
     from netdef.log import logger, setup_logging
+    from netdef.prototxt import read_solver_param
     from netdef.solvers import SignalHandler, Solver
 
     setup_logging()

@@ -12,11 +12,10 @@ def add_arguments(p):
 
 
 def run(args):
-    from netdef.proto import caffe_pb2
-
     from netdef import prototxt, upgrade
     from netdef.errors import PrototxtError
     from netdef.log import logger, setup_logging
+    from netdef.proto import caffe_pb2
 
     setup_logging()
     solver = caffe_pb2.SolverParameter()

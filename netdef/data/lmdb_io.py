@@ -145,6 +145,12 @@ class LMDBReader:
     def __exit__(self, *exc):
         self.close()
 
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: nothing left to release
+            pass
+
 
 class LevelDBReader:
     """The same interface over LevelDB through the optional ``plyvel`` package."""
@@ -162,12 +168,14 @@ class LevelDBReader:
             raise DataError(f"{path!r} is not a readable LevelDB: {exc}") from None
         self.path = path
         self._it = None
-        self.entries = sum(1 for _ in self._db.iterator(include_value=False))
-        if self.entries == 0:
+        self.entries = None  # counting a LevelDB means reading all of it
+        if next(self._db.iterator(include_value=False), None) is None:
             self.close()
             raise DataError(f"LevelDB {path!r} is empty: it holds no records")
 
     def __len__(self):
+        if self.entries is None:
+            self.entries = sum(1 for _ in self._db.iterator(include_value=False))
         return self.entries
 
     def first(self):
@@ -242,7 +250,7 @@ class LMDBWriter:
 
     def put(self, key, value):
         if isinstance(key, str):
-            key = key.encode("utf-8")
+            key = key.encode("utf-8", "surrogateescape")
         self._pending.append((key, value))
         self.count += 1
         if len(self._pending) >= self.commit_every:
@@ -315,7 +323,7 @@ class LevelDBWriter:
 
     def put(self, key, value):
         if isinstance(key, str):
-            key = key.encode("utf-8")
+            key = key.encode("utf-8", "surrogateescape")
         self._batch.put(key, value)
         self.count += 1
         if self.count % self.commit_every == 0:

@@ -355,7 +355,7 @@ class DummyData(_DataLayer):
     """Tops filled by ``data_filler`` (0, 1 or one per top; none means constant 0).
 
     Shapes from ``shape`` (once or per top) or the legacy num/channels/height/width.
-    Constant tops are filled once at setup; the others are refilled at every forward.
+    Constant tops are filled once at setup; the others at every forward (from the first).
     """
 
     min_top_blobs = 1
@@ -394,7 +394,8 @@ class DummyData(_DataLayer):
         for blob, shape in zip(top, shapes):
             blob.reshape(shape)
         for i, blob in enumerate(top):
-            fill(blob.data, self._filler(i), self.rng)
+            if not self.refill[i if len(self.fillers) > 1 else 0]:
+                fill(blob.data, self._filler(i), self.rng)  # constants: once, here
 
     def _filler(self, i):
         return self.fillers[i if len(self.fillers) > 1 else 0]

@@ -89,12 +89,10 @@ class Eltwise(Layer):
         return datas, k
 
     def forward(self, bottom, top):
-        datas = [flat(b.data) for b in bottom]
         k = self._in_place_index(bottom, top)
         if k is not None:  # keep the input the top is about to overwrite
-            kept = self._kept[: datas[k].size]
-            kept[...] = datas[k]
-            datas[k] = kept
+            self._kept[: bottom[k].count] = flat(bottom[k].data)
+        datas, _ = self._inputs(bottom, top)
         y = flat(top[0].data)
         if self.op == PROD:
             E.mul(datas[0], datas[1], y)

@@ -215,7 +215,10 @@ class Log(NeuronLayer):
 
     def setup(self, bottom, top):
         p = self.layer_param.log_param
-        self.base_scale = f32(1.0 / _log_base(self, f32(p.base)))
+        log_base = _log_base(self, f32(p.base))
+        if log_base == 0:
+            raise LayerError(f"{self.describe()}: log_param.base 1 has no logarithm")
+        self.base_scale = f32(1.0 / log_base)
         self.scale, self.shift = f32(p.scale), f32(p.shift)
         self.numerator = f32(self.scale * self.base_scale)
 

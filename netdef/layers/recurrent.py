@@ -168,24 +168,27 @@ class _Recurrent(Layer):
             self._state = [np.zeros((n, hid), np.float32) for _ in self.state_names]
         return self._state
 
-    def project_inputs(self, bottom, w_x, b, w_s):
+    def project_inputs(self, bottom, w_x, b, w_s_blob):
         """pre = x @ W_x^T + b (+ x_static @ W_s^T) for every step; cont copied."""
         steps, n = self.steps, self.n
         x2 = bottom[0].data.reshape(steps * n, self.input_dim)
         np.dot(x2, w_x.T, out=self.pre.reshape(steps * n, -1))
         if self.static_input:
-            np.dot(bottom[2].data.reshape(n, self.static_dim), w_s.T, out=self.static_proj)
+            np.dot(bottom[2].data.reshape(n, self.static_dim), w_s_blob.data.T,
+                   out=self.static_proj)
         K.add_bias_and_static(self.pre, b, self.static_proj)
         self.cont[:steps] = bottom[1].data
+
+    def check_propagate_down(self, propagate_down):
+        if len(propagate_down) > 1 and propagate_down[1]:
+            raise LayerError(f"{self.describe()}: cannot backpropagate to the sequence "
+                             "continuation indicators (bottom[1]); set propagate_down: false "
+                             "for it")
 
     def input_gradients(self, propagate_down, bottom, w_x, b_blob, w_x_blob, w_h_blob,
                         w_s_blob):
         """From dpre (gradient at the pre-activations): every parameter and input diff."""
         steps, n = self.steps, self.n
-        if len(propagate_down) > 1 and propagate_down[1]:
-            raise LayerError(f"{self.describe()}: cannot backpropagate to the sequence "
-                             "continuation indicators (bottom[1]); set propagate_down: false "
-                             "for it")
         dpre2 = self.dpre.reshape(steps * n, -1)
         x2 = bottom[0].data.reshape(steps * n, self.input_dim)
         _accumulate(w_x_blob, self.dw_x, dpre2.T, x2)
@@ -243,7 +246,7 @@ class RNN(_Recurrent):
     def forward(self, bottom, top):
         w_x, b_h, w_s, w_h, w_o, b_o = self._params()
         steps, n, hid = self.steps, self.n, self.num_output
-        self.project_inputs(bottom, w_x.data, b_h.data, w_s.data if w_s else None)
+        self.project_inputs(bottom, w_x.data, b_h.data, w_s)
         (h0,) = self.initial_state(bottom)
         K.scale_rows(self.h_in[0], h0, self.cont[0])
         w_ht = w_h.data.T
@@ -262,6 +265,7 @@ class RNN(_Recurrent):
 
     def backward(self, top, propagate_down, bottom):
         w_x, b_h, w_s, w_h, w_o, b_o = self._params()
+        self.check_propagate_down(propagate_down)
         steps, n, hid = self.steps, self.n, self.num_output
         if steps == 0 or n == 0:
             return
@@ -320,7 +324,7 @@ class LSTM(_Recurrent):
     def forward(self, bottom, top):
         w_x, b_c, w_s, w_h = self._params()
         steps = self.steps
-        self.project_inputs(bottom, w_x.data, b_c.data, w_s.data if w_s else None)
+        self.project_inputs(bottom, w_x.data, b_c.data, w_s)
         h0, c0 = self.initial_state(bottom)
         self.c[0] = c0
         K.scale_rows(self.h_in[0], h0, self.cont[0])
@@ -340,6 +344,7 @@ class LSTM(_Recurrent):
 
     def backward(self, top, propagate_down, bottom):
         w_x, b_c, w_s, w_h = self._params()
+        self.check_propagate_down(propagate_down)
         steps, n = self.steps, self.n
         if steps == 0 or n == 0:
             return

@@ -73,6 +73,7 @@ def test_train_crops_are_random_and_in_range(img):
 
 
 def test_mirror_flips_about_half(img):
+    # Caffe draws the mirror coin in both phases (nets say mirror: false for TEST)
     t = DataTransformer(param(mirror=True, crop_size=5), TEST, np.random.default_rng(2))
     out = np.empty((200, 3, 5, 5), np.float32)
     t.transform_batch(np.repeat(img[None], 200, axis=0), out)

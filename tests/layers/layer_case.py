@@ -5,10 +5,10 @@ import os
 
 import numpy as np
 from google.protobuf import text_format
-from netdef.proto import caffe_pb2
 
 from netdef.blob import Blob
 from netdef.layer import create_layer
+from netdef.proto import caffe_pb2
 from tests.conformance import load_case
 from tests.shared import CONFORMANCE, need
 

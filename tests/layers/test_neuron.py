@@ -4,11 +4,11 @@ Dropout's statistics, bad parameters, and the reference Caffe's golden cases."""
 import numpy as np
 import pytest
 from google.protobuf import text_format
-from netdef.proto import caffe_pb2
 
 from netdef.blob import Blob
 from netdef.errors import LayerError, ShapeError
 from netdef.layer import create_layer
+from netdef.proto import caffe_pb2
 from tests.gradcheck import check_gradient
 from tests.layers.single_layer_replay import replay_layers
 
@@ -166,6 +166,14 @@ def test_sigmoid_and_tanh_saturate_without_overflow():
     np.testing.assert_allclose(y, np.tanh(x.astype(np.float64)), rtol=1e-6, atol=0)
     y, _ = run(make('type: "TanH"'), np.array([np.nan], np.float32), np.ones(1, np.float32))
     assert np.isnan(y[0])
+
+
+def test_bnll_keeps_relative_accuracy_in_the_tails():
+    x = np.array([-80, -30, -17, -1e-3, 0, 1e-3, 17, 30, 100], np.float32)
+    y, dx = run(make('type: "BNLL"'), x, np.ones_like(x))
+    x64 = x.astype(np.float64)
+    np.testing.assert_allclose(y, np.logaddexp(0, x64), rtol=1e-6, atol=0)
+    np.testing.assert_allclose(dx, np.exp(x64 - np.logaddexp(0, x64)), rtol=1e-6, atol=0)
 
 
 # -- Threshold -------------------------------------------------------------------------
@@ -340,7 +348,8 @@ def test_dropout_ratio_out_of_range(ratio):
 
 # -- bad parameters --------------------------------------------------------------------
 @pytest.mark.parametrize("text", ['type: "Exp" exp_param { base: -2 }',
-                                  'type: "Log" log_param { base: 0 }'])
+                                  'type: "Log" log_param { base: 0 }',
+                                  'type: "Log" log_param { base: 1 }'])
 def test_bad_base(text):
     with pytest.raises(LayerError, match="'l'.*base"):
         make(text).layer_setup([blob_of(np.ones((2, 2), np.float32))], [Blob(name="y")])

@@ -8,7 +8,6 @@ import textwrap
 import numpy as np
 import pytest
 from google.protobuf import text_format
-from netdef.proto import caffe_pb2
 
 import netdef
 from netdef.blob import Blob
@@ -16,6 +15,7 @@ from netdef.errors import LayerError
 from netdef.layer import create_layer
 from netdef.layers import python_layer
 from netdef.net import Net
+from netdef.proto import caffe_pb2
 
 USER_MODULE = '''
 import numpy as np

@@ -7,12 +7,12 @@ import os
 import numpy as np
 import pytest
 from google.protobuf import text_format
-from netdef.proto import caffe_pb2
 
 from netdef.blob import Blob
 from netdef.errors import LayerError, ShapeError
 from netdef.layer import create_layer
 from netdef.net import Net
+from netdef.proto import caffe_pb2
 from tests.conformance import replay
 from tests.gradcheck import check_gradient
 from tests.shared import CONFORMANCE

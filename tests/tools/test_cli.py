@@ -74,7 +74,8 @@ def test_incompatible_shapes_name_layer(tmp_path):
 
 def test_weights_that_do_not_fit(tmp_path):
     m = tmp_path / "net.prototxt"
-    m.write_text('layer { name: "in" type: "Input" top: "a" input_param { shape { dim: 2 dim: 3 } } }\n'
+    m.write_text('layer { name: "in" type: "Input" top: "a" '
+                 'input_param { shape { dim: 2 dim: 3 } } }\n'
                  'layer { name: "ip" type: "InnerProduct" bottom: "a" top: "b" '
                  'inner_product_param { num_output: 2 } }\n')
     from netdef.net import Net
@@ -97,10 +98,32 @@ def test_missing_lmdb(tmp_path):
 @pytest.mark.parametrize("content", [b"", b"\x89PNG\r\n\x1a\n....."])
 def test_weights_file_that_is_not_a_caffemodel(tmp_path, content):
     m = tmp_path / "net.prototxt"
-    m.write_text('layer { name: "in" type: "Input" top: "a" input_param { shape { dim: 2 dim: 3 } } }\n'
+    m.write_text('layer { name: "in" type: "Input" top: "a" '
+                 'input_param { shape { dim: 2 dim: 3 } } }\n'
                  'layer { name: "ip" type: "InnerProduct" bottom: "a" top: "b" '
                  'inner_product_param { num_output: 2 } }\n')
     w = tmp_path / "w.caffemodel"
     w.write_bytes(content)
     _assert_clean_error(netdef("test", f"--model={m}", f"--weights={w}", "--iterations=1"),
                         str(w))
+
+
+def test_python_layers_need_opt_in_on_the_command_line(tmp_path):
+    (tmp_path / "mylayer.py").write_text(
+        "import netdef\n"
+        "class Double(netdef.Layer):\n"
+        "    def setup(self, bottom, top):\n        pass\n"
+        "    def reshape(self, bottom, top):\n        top[0].reshape(*bottom[0].shape)\n"
+        "    def forward(self, bottom, top):\n        top[0].data[...] = 2 * bottom[0].data\n"
+        "    def backward(self, top, propagate_down, bottom):\n        pass\n")
+    m = tmp_path / "net.prototxt"
+    m.write_text('layer { name: "in" type: "Input" top: "a" input_param { shape { dim: 2 } } }\n'
+                 'layer { name: "py" type: "Python" bottom: "a" top: "b" '
+                 'python_param { module: "mylayer" layer: "Double" } }\n')
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    env.pop("NETDEF_ALLOW_PYTHON_LAYERS", None)
+    refused = netdef("time", f"--model={m}", "--iterations=1", cwd=tmp_path, env=env)
+    _assert_clean_error(refused, "--allow-python-layers")
+    allowed = netdef("time", f"--model={m}", "--iterations=1", "--allow-python-layers",
+                     cwd=tmp_path, env=env)
+    assert allowed.returncode == 0, allowed.stderr

@@ -8,11 +8,11 @@ compressed bytes, not in their pixels.
 import os
 import shutil
 
-import lmdb
 import numpy as np
 import pytest
 
 from netdef.data.datum import datum_to_chw, parse_datum
+from netdef.data.lmdb_io import LMDBReader
 from netdef.tools.main import main
 from tests.shared import CONFORMANCE, need
 
@@ -20,11 +20,8 @@ IO = os.path.join(CONFORMANCE, "io")
 
 
 def records(path):
-    env = lmdb.open(str(path), readonly=True, lock=False)
-    with env.begin() as txn:
-        out = list(txn.cursor())
-    env.close()
-    return out
+    with LMDBReader(str(path)) as reader:
+        return list(reader)
 
 
 @pytest.fixture

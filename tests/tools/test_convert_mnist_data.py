@@ -3,9 +3,9 @@
 import gzip
 import os
 
-import lmdb
 import pytest
 
+from netdef.data.lmdb_io import LMDBReader
 from netdef.tools.main import main
 from tests.shared import CONFORMANCE, need
 
@@ -13,11 +13,8 @@ IO = os.path.join(CONFORMANCE, "io")
 
 
 def records(path):
-    env = lmdb.open(str(path), readonly=True, lock=False)
-    with env.begin() as txn:
-        out = list(txn.cursor())
-    env.close()
-    return out
+    with LMDBReader(str(path)) as reader:
+        return list(reader)
 
 
 def test_same_records_as_caffe(tmp_path, capsys):

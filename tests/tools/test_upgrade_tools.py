@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 from netdef.proto import caffe_pb2
-
 from netdef.prototxt import read_net_param, read_text_proto
 from netdef.weights import load_weights
 from tests.shared import DATA, need

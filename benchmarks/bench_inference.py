@@ -1,0 +1,325 @@
+"""Forward (inference) time of the model zoo's classic nets: netdef, OpenCV dnn, PyTorch.
+
+For each (net, batch) the nets get the same seeded random weights (saved once by netdef as a
+caffemodel) and the same seeded input.  Each framework runs in its own process (a process that
+also holds another framework's thread pool slows down): it loads the net, runs `--warmup`
+forwards, then times `--runs` forwards and reports the median in milliseconds.  OpenCV and
+PyTorch are measured when importable; PyTorch runs the prototxt through a small interpreter
+(`TorchNet`) with the caffemodel's weights.  The table gives each framework's median, netdef's
+ratio to the faster peer (above 1: netdef is slower) and how far each peer's output is from
+netdef's (a check that all three computed the same net).
+
+    python benchmarks/bench_inference.py [--runs 10] [--warmup 3] [--threads N] [--only lenet]
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+ZOO = os.path.join(ROOT, "models")
+
+# (label, zoo folder, batch, output blob)
+CASES = [
+    ("CaffeNet", "caffenet", 1, "prob"),
+    ("CaffeNet", "caffenet", 10, "prob"),
+    ("GoogLeNet", "googlenet", 1, "prob"),
+    ("GoogLeNet", "googlenet", 10, "prob"),
+    ("LeNet", "lenet", 64, "prob"),
+    ("CIFAR10-quick", "cifar10_quick", 100, "prob"),
+]
+FRAMEWORKS = ("netdef", "opencv", "torch")
+
+
+def prototxt(folder):
+    return os.path.join(ZOO, folder, "deploy.prototxt")
+
+
+# --------------------------------------------------------------- shared inputs (main process)
+
+def prepare(folder, workdir):
+    """Seeded He-scaled weights for the net, saved by netdef; returns the caffemodel path."""
+    import numpy as np
+
+    from netdef.net import Net
+
+    net = Net(prototxt(folder), phase="TEST")
+    rng = np.random.default_rng(1)
+    for blobs in net.params.values():
+        w = blobs[0]
+        values = rng.standard_normal(w.shape, dtype=np.float32)
+        values *= np.float32(np.sqrt(2.0 / (w.count // w.shape[0])))
+        w.data[...] = values
+        for b in blobs[1:]:
+            b.data[...] = rng.uniform(-0.1, 0.1, b.shape)
+    path = os.path.join(workdir, f"{folder}.caffemodel")
+    net.save(path)
+    return path
+
+
+def input_array(folder, batch):
+    import numpy as np
+
+    from netdef.prototxt import read_net_param
+
+    param = read_net_param(prototxt(folder))
+    dims = [layer.input_param.shape[0].dim for layer in param.layer if layer.type == "Input"][0]
+    shape = (batch,) + tuple(int(d) for d in dims[1:])
+    return np.random.default_rng(2).uniform(-1, 1, shape).astype(np.float32)
+
+
+# --------------------------------------------------------------- workers (one per process)
+
+def timed(forward, warmup, runs):
+    for _ in range(warmup):
+        forward()
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        forward()
+        times.append(time.perf_counter() - t)
+    return 1000 * statistics.median(times), 1000 * min(times)
+
+
+def worker_netdef(args, x):
+    import netdef
+    from netdef.net import Net
+
+    net = Net(prototxt(args.net), phase="TEST", weights=args.weights)
+    net.blobs["data"].reshape(x.shape)
+    net.reshape()
+
+    def forward():
+        return net.forward(data=x)[args.output]
+
+    return forward, f"netdef {netdef.__version__}"
+
+
+def worker_opencv(args, x):
+    import cv2
+
+    cv2.setNumThreads(args.threads)
+    net = cv2.dnn.readNetFromCaffe(prototxt(args.net), args.weights)
+
+    def forward():
+        net.setInput(x)
+        return net.forward(args.output)
+
+    return forward, f"OpenCV {cv2.__version__}"
+
+
+class TorchNet:
+    """Runs a deploy NetParameter with torch.nn.functional, Caffe's semantics: ceil-mode
+    pooling (torch drops a last window that starts in the padding, as Caffe does, and
+    divides AVE windows by their size clipped to the padded input), LRN across channels,
+    InnerProduct over everything after axis 0."""
+
+    def __init__(self, net_param, layers):
+        import torch
+
+        self.param = net_param
+        self.weights = {name: [torch.from_numpy(a.copy()) for a in arrays]
+                        for name, arrays in layers if arrays}
+
+    def __call__(self, x):
+        import torch
+        import torch.nn.functional as F
+
+        blobs = {}
+        for layer in self.param.layer:
+            kind, name = layer.type, layer.name
+            bottom = [blobs[b] for b in layer.bottom]
+            w = self.weights.get(name, [])
+            if kind == "Input":
+                out = x
+            elif kind == "Convolution":
+                p = layer.convolution_param
+                out = F.conv2d(bottom[0], w[0], w[1] if len(w) > 1 else None,
+                               stride=p.stride[0] if p.stride else 1,
+                               padding=p.pad[0] if p.pad else 0, groups=p.group)
+            elif kind == "Pooling":
+                p = layer.pooling_param
+                if p.global_pooling:
+                    k, s, pad = tuple(bottom[0].shape[2:]), 1, 0
+                else:
+                    k, s, pad = p.kernel_size, p.stride, p.pad
+                if p.pool == p.MAX:
+                    out = F.max_pool2d(bottom[0], k, s, pad, ceil_mode=True)
+                else:
+                    out = F.avg_pool2d(bottom[0], k, s, pad, ceil_mode=True,
+                                       count_include_pad=True)
+            elif kind == "LRN":
+                p = layer.lrn_param
+                out = F.local_response_norm(bottom[0], p.local_size, p.alpha, p.beta, p.k)
+            elif kind == "ReLU":
+                out = F.relu(bottom[0])
+            elif kind == "InnerProduct":
+                out = F.linear(bottom[0].flatten(1), w[0], w[1] if len(w) > 1 else None)
+            elif kind == "Dropout":
+                out = bottom[0]
+            elif kind == "Concat":
+                out = torch.cat(bottom, 1)
+            elif kind == "Softmax":
+                out = F.softmax(bottom[0], 1)
+            else:
+                raise NotImplementedError(f"TorchNet: layer type {kind} ({name})")
+            blobs[layer.top[0]] = out
+        return blobs
+
+
+def worker_torch(args, x):
+    import torch
+
+    from netdef.prototxt import read_net_param
+    from netdef.weights import load_weights
+
+    torch.set_num_threads(args.threads)
+    net = TorchNet(read_net_param(prototxt(args.net)), load_weights(args.weights))
+    xt = torch.from_numpy(x)
+
+    def forward():
+        with torch.inference_mode():
+            return net(xt)[args.output].numpy()
+
+    return forward, f"PyTorch {torch.__version__}"
+
+
+def run_worker(args):
+    import numpy as np
+
+    x = np.load(args.input)
+    make = {"netdef": worker_netdef, "opencv": worker_opencv, "torch": worker_torch}
+    t0 = time.perf_counter()
+    forward, version = make[args.worker](args, x)
+    out = np.array(forward(), np.float32)
+    first = time.perf_counter() - t0
+    median, best = timed(forward, args.warmup, args.runs)
+    np.save(args.result, out.reshape(out.shape[0], -1))
+    return {"median_ms": median, "min_ms": best, "load_and_first_s": first, "version": version}
+
+
+def spawn(framework, folder, output, weights, inp, result, args):
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                "NUMBA_NUM_THREADS"):
+        env[var] = str(args.threads)
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", framework, "--net", folder,
+           "--output", output, "--weights", weights, "--input", inp, "--result", result,
+           "--runs", str(args.runs), "--warmup", str(args.warmup),
+           "--threads", str(args.threads)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    if proc.returncode != 0:
+        lines = (proc.stderr or proc.stdout).strip().splitlines()
+        return {"error": lines[-1] if lines else f"exit {proc.returncode}"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------- main
+
+def machine_info(threads):
+    import numpy as np
+
+    info = {"cpus": os.cpu_count(), "threads": threads, "numpy": np.__version__}
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        info["blas"] = f"{blas.get('name')} {blas.get('version')}"
+    except Exception:
+        pass
+    try:
+        import numba
+
+        info["numba"] = numba.__version__
+    except ImportError:
+        pass
+    try:
+        info["load average"] = " ".join(f"{v:.1f}" for v in os.getloadavg())
+    except OSError:
+        pass
+    return info
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=10, help="timed forwards (median reported)")
+    ap.add_argument("--warmup", type=int, default=3, help="untimed forwards first")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--only", help="comma-separated zoo folders (default: all cases)")
+    ap.add_argument("--frameworks", default=",".join(FRAMEWORKS))
+    ap.add_argument("--json", help="also write the results here")
+    for hidden in ("--worker", "--net", "--output", "--weights", "--input", "--result"):
+        ap.add_argument(hidden, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        print(json.dumps(run_worker(args)))
+        return 0
+
+    import numpy as np
+
+    print("== machine ==")
+    for k, v in machine_info(args.threads).items():
+        print(f"  {k}: {v}")
+    frameworks = [f for f in args.frameworks.split(",") if f]
+    cases = [c for c in CASES if not args.only or c[1] in args.only.split(",")]
+    print(f"\n== forward time, median of {args.runs} after {args.warmup} warm-up (ms) ==")
+    print(f"  {'net':14s} {'batch':>5s} " + " ".join(f"{f:>10s}" for f in frameworks)
+          + "   netdef / faster peer   peer output max |diff| vs netdef")
+    results = []
+    versions = {}
+    with tempfile.TemporaryDirectory() as work:
+        weights = {}
+        for label, folder, batch, output in cases:
+            if folder not in weights:
+                weights[folder] = prepare(folder, work)
+            inp = os.path.join(work, f"{folder}_{batch}_input.npy")
+            np.save(inp, input_array(folder, batch))
+            row = {"net": label, "batch": batch}
+            outs = {}
+            for fw in frameworks:
+                res_path = os.path.join(work, f"{fw}_{folder}_{batch}.npy")
+                res = spawn(fw, folder, output, weights[folder], inp, res_path, args)
+                row[fw] = res
+                if "error" not in res:
+                    versions[fw] = res["version"]
+                    outs[fw] = np.load(res_path)
+            results.append(row)
+            print("  " + format_row(row, frameworks, outs))
+    print("\n  " + "; ".join(versions.values()))
+    for row in results:
+        for fw in frameworks:
+            if "error" in row[fw]:
+                print(f"  {row['net']} b{row['batch']} {fw}: not measured ({row[fw]['error']})")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": machine_info(args.threads), "results": results}, f, indent=1)
+    return 0
+
+
+def format_row(row, frameworks, outs):
+    cells = []
+    for fw in frameworks:
+        res = row[fw]
+        cells.append(f"{res['median_ms']:10.2f}" if "error" not in res else f"{'-':>10s}")
+    text = f"{row['net']:14s} {row['batch']:5d} " + " ".join(cells)
+    peers = {fw: row[fw]["median_ms"] for fw in frameworks
+             if fw != "netdef" and "error" not in row[fw]}
+    if "error" not in row.get("netdef", {"error": 1}) and peers:
+        best = min(peers, key=peers.get)
+        ratio = row["netdef"]["median_ms"] / peers[best]
+        row["ratio_to_faster_peer"] = {"peer": best, "ratio": ratio}
+        text += f"   {ratio:6.2f}x ({best:6s})"
+    if "netdef" in outs:
+        diffs = [f"{fw} {float(abs(outs[fw] - outs['netdef']).max()):.1e}"
+                 for fw in outs if fw != "netdef"]
+        text += "      " + ", ".join(diffs)
+    return text
+
+
+if __name__ == "__main__":
+    sys.exit(main())
