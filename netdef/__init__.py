@@ -6,6 +6,7 @@ import os as _os
 # step went from 26 to 18 ms on 2 cores).  Must be set before numpy loads BLAS.
 _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "1")
 
+from . import io  # noqa: E402,F401  (pycaffe's caffe.io)
 from .blob import Blob  # noqa: E402
 from .errors import NetdefError  # noqa: E402
 from .layer import Layer, layer_type_list, register  # noqa: E402

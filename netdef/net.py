@@ -432,6 +432,13 @@ class Net:
         outs.update(diffs or [])
         return {name: self.blobs[name].diff for name in outs}
 
+    def set_input_arrays(self, data, labels):
+        """pycaffe's: feed a MemoryData first layer with (N, C, H, W) data and N labels."""
+        if not self.layers or self.layers[0].type != "MemoryData":
+            raise LayerError(f"set_input_arrays needs a MemoryData layer as the first layer of "
+                             f"net '{self.name}'")
+        self.layers[0].set_input_arrays(data, labels)
+
     @property
     def params(self):
         return OrderedDict((name, layer.blobs) for name, layer in

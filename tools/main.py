@@ -24,6 +24,13 @@ SUBCOMMANDS = {
     "upgrade_net_proto_text": "upgrade_net_proto_text",
     "upgrade_net_proto_binary": "upgrade_net_proto_binary",
     "upgrade_solver_proto_text": "upgrade_solver_proto_text",
+    "zoo": "zoo",
+    "download_model_binary": "download_model_binary",
+    "classify": "classify",
+    "draw": "draw",
+    "summary": "summary",
+    "parse_log": "parse_log",
+    "plot_log": "plot_log",
 }
 
 

@@ -2,15 +2,21 @@
 
 Each batch takes the next ``batch_size`` records (wrapping around), checks every one,
 and shapes the batch from its first record (so batches of one may vary in size, as in
-Caffe).  Raw uint8 records of one size are stacked and transformed by a single kernel
-call; encoded records are decoded and transformed by a small thread pool.
+Caffe).  Raw uint8 records of one size (MNIST, CIFAR) are scanned and transformed by
+two numba calls with the GIL released (``wire``); anything else goes through protobuf,
+and encoded records are decoded and transformed by a small thread pool.
 """
+
+import logging
 
 import numpy as np
 
 from ..errors import DataError
+from . import wire
 from .datum import datum_image, parse_datum, read_datum
 from .prefetch import decode_pool
+
+logger = logging.getLogger("netdef")
 
 
 def _key(key):
@@ -32,6 +38,10 @@ class DatumBatchLoader:
     def item_shape(self, key, value):
         """(C, h, w) a record gives after the transform (Caffe's InferBlobShape)."""
         datum = parse_datum(value, key, self.source)
+        tf = self.transformer
+        if (tf.force_color or tf.force_gray) and not datum.encoded:
+            logger.warning("%s: force_color and force_gray apply only to encoded records; "
+                           "%r holds raw records", tf.where, self.source)
         img, layout = datum_image(datum, self.transformer.decode_color, key, self.source)
         c, h, w = _dims(img, layout)
         return self.transformer.output_shape(c, h, w, what=f"record {_key(key)!r}")
@@ -42,6 +52,8 @@ class DatumBatchLoader:
     def __call__(self, batch):
         n = self.batch_size
         records = [self.reader.next() for _ in range(n)]
+        if self._load_raw(records, batch):
+            return
         parsed = [read_datum(v, k, self.source) for k, v in records]
         datums = [d for d, _ in parsed]
         if self.output_labels:
@@ -61,6 +73,26 @@ class DatumBatchLoader:
             self._load_general(records, datums, batch)
         if self.output_labels:
             batch.label[...] = labels
+
+    def _load_raw(self, records, batch):
+        """Fast path for raw uint8 records of one size, scanned without the GIL.
+
+        Returns False (nothing done) when any record is not plain raw data of the first
+        record's size; the protobuf path then handles it, with its error messages.
+        """
+        buf, info = wire.scan([v for _, v in records])
+        dims = tuple(int(d) for d in info[0, wire.CHANNELS:wire.WIDTH + 1])
+        if not info[:, wire.OK].all() or \
+                (info[:, wire.CHANNELS:wire.WIDTH + 1] != dims).any():
+            return False
+        n = len(records)
+        shape = self.transformer.output_shape(*dims, what=f"record {_key(records[0][0])!r}")
+        batch.reshape((n,) + shape, (n,) if self.output_labels else None)
+        self.transformer.transform_flat(buf, info[:, wire.DATA_OFFSET].copy(), dims,
+                                        batch.data)
+        if self.output_labels:
+            batch.label[...] = info[:, wire.LABEL]
+        return True
 
     def _load_general(self, records, datums, batch):
         tf = self.transformer

@@ -51,19 +51,30 @@ def _transform_chw(src, out, h_off, w_off, mirror, mean_mode, mean, mean_values,
 
 @njit(cache=True, nogil=True)
 def _transform_hwc(src, out, h_off, w_off, mirror, mean_mode, mean, mean_values, scale):
-    """src (H, W, C) uint8 (a decoded BGR image, any strides) -> out (C, h, w) float32."""
+    """src (H, W, C) uint8 (a decoded BGR image, any strides) -> out (C, h, w) float32.
+
+    Channel-outer loops: contiguous writes, strided reads (faster than pixel-outer).
+    """
     C, h, w = out.shape
-    for y in range(h):
-        sy = y + h_off
-        for x in range(w):
-            sx = x + w_off
-            ox = w - 1 - x if mirror else x
+    for c in range(C):
+        mv = mean_values[c]
+        for y in range(h):
+            sy = y + h_off
             if mean_mode == 1:
-                for c in range(C):
-                    out[c, y, ox] = (np.float32(src[sy, sx, c]) - mean[c, sy, sx]) * scale
+                if mirror:
+                    for x in range(w):
+                        out[c, y, w - 1 - x] = \
+                            (np.float32(src[sy, x + w_off, c]) - mean[c, sy, x + w_off]) * scale
+                else:
+                    for x in range(w):
+                        out[c, y, x] = \
+                            (np.float32(src[sy, x + w_off, c]) - mean[c, sy, x + w_off]) * scale
+            elif mirror:
+                for x in range(w):
+                    out[c, y, w - 1 - x] = (np.float32(src[sy, x + w_off, c]) - mv) * scale
             else:
-                for c in range(C):
-                    out[c, y, ox] = (np.float32(src[sy, sx, c]) - mean_values[c]) * scale
+                for x in range(w):
+                    out[c, y, x] = (np.float32(src[sy, x + w_off, c]) - mv) * scale
 
 
 @njit(cache=True, nogil=True)
@@ -72,6 +83,18 @@ def _transform_batch_chw(src, out, h_offs, w_offs, mirrors, mean_mode, mean, mea
     """src (N, C, H, W) -> out (N, C, h, w): the whole batch in one call."""
     for n in range(src.shape[0]):
         _transform_chw(src[n], out[n], h_offs[n], w_offs[n], mirrors[n], mean_mode, mean,
+                       mean_values, scale)
+
+
+@njit(cache=True, nogil=True)
+def _transform_batch_flat(buf, data_offsets, C, H, W, out, h_offs, w_offs, mirrors,
+                          mean_mode, mean, mean_values, scale):
+    """Item n is the (C, H, W) uint8 image at buf[data_offsets[n]:] -> out[n]."""
+    size = C * H * W
+    for n in range(out.shape[0]):
+        start = data_offsets[n]
+        src = buf[start:start + size].reshape((C, H, W))
+        _transform_chw(src, out[n], h_offs[n], w_offs[n], mirrors[n], mean_mode, mean,
                        mean_values, scale)
 
 
@@ -209,6 +232,24 @@ class DataTransformer:
             return 0, 0
         return (height - crop) // 2, (width - crop) // 2
 
+    def placements(self, n, height, width, draws=None):
+        """Arrays (h_offs, w_offs, mirrors) for ``n`` images of one size."""
+        if draws is None:
+            draws = self.draw(n)
+        crop = self.crop_size
+        if draws is None:
+            h0, w0 = self._centre(height, width)
+            return (np.full(n, h0, np.int64), np.full(n, w0, np.int64),
+                    np.zeros(n, np.bool_))
+        if crop and self.phase == TRAIN:
+            h_offs = (draws[:, 1] * (height - crop + 1)).astype(np.int64)
+            w_offs = (draws[:, 2] * (width - crop + 1)).astype(np.int64)
+        else:
+            h0, w0 = self._centre(height, width)
+            h_offs, w_offs = np.full(n, h0, np.int64), np.full(n, w0, np.int64)
+        mirrors = (draws[:, 0] < 0.5) if self.mirror else np.zeros(n, np.bool_)
+        return h_offs, w_offs, mirrors
+
     def transform_batch(self, src, out, draws=None):
         """Transform a stacked (N, C, H, W) uint8/float32 batch into ``out`` (N, C, h, w)."""
         n, channels, height, width = src.shape
@@ -216,17 +257,24 @@ class DataTransformer:
         if out.shape != (n,) + shape:
             raise DataError(self._msg(f"batch of shape {src.shape} does not fit output "
                                       f"{out.shape}"))
-        if draws is None:
-            draws = self.draw(n)
-        h_offs = np.empty(n, np.int64)
-        w_offs = np.empty(n, np.int64)
-        mirrors = np.zeros(n, np.bool_)
-        for i in range(n):
-            if draws is not None:
-                h_offs[i], w_offs[i], mirrors[i] = self.placement(draws, i, height, width)
-            else:
-                h_offs[i], w_offs[i] = self._centre(height, width)
+        h_offs, w_offs, mirrors = self.placements(n, height, width, draws)
         mean = self.mean if self.mean_mode == _MEAN_FILE else self._empty_mean
         _transform_batch_chw(src, out, h_offs, w_offs, mirrors, self.mean_mode, mean,
                              self._values(channels), self.scale)
+        return out
+
+    def transform_flat(self, buf, data_offsets, dims, out, draws=None):
+        """Like ``transform_batch`` for raw uint8 images lying at ``data_offsets`` in
+        ``buf`` (serialized records), all of shape ``dims`` (C, H, W)."""
+        n = data_offsets.shape[0]
+        channels, height, width = dims
+        shape = self.output_shape(channels, height, width)
+        if out.shape != (n,) + shape:
+            raise DataError(self._msg(f"{n} images of shape {dims} do not fit output "
+                                      f"{out.shape}"))
+        h_offs, w_offs, mirrors = self.placements(n, height, width, draws)
+        mean = self.mean if self.mean_mode == _MEAN_FILE else self._empty_mean
+        _transform_batch_flat(buf, data_offsets, channels, height, width, out, h_offs,
+                              w_offs, mirrors, self.mean_mode, mean, self._values(channels),
+                              self.scale)
         return out

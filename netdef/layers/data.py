@@ -11,6 +11,7 @@ tops are shaped in ``setup`` from the first record and re-shaped per batch when 
 differ in size (batch_size 1 with encoded images of several sizes, as in Caffe).
 """
 
+import os
 import weakref
 
 import numpy as np
@@ -161,7 +162,6 @@ class Data(_PrefetchingLayer):
             raise
 
     def _looks_like_lmdb(self):
-        import os
         return os.path.isfile(os.path.join(self.source, "data.mdb"))
 
 

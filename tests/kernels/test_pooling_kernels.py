@@ -69,6 +69,7 @@ GEOMETRIES = [
     ((1, 2, 6, 6), (3, 3), (2, 2), (1, 1)),        # last window clipped at H + pad
     ((1, 2, 8, 8), (3, 3), (3, 3), (1, 1)),
     ((2, 2, 7, 9), (2, 2), (2, 2), (0, 0)),
+    ((2, 3, 6, 8), (2, 2), (2, 2), (0, 0)),        # the 2x2 stride-2 fast path
     ((1, 2, 5, 7), (3, 2), (1, 2), (1, 1)),
     ((2, 1, 5, 4), (5, 4), (1, 1), (0, 0)),
 ]
@@ -100,12 +101,17 @@ def test_max_forward_backward(shape, k, s, p):
     np.testing.assert_allclose(dx, 2 * want, rtol=1e-6, atol=1e-6)
 
 
-def test_max_ties_pick_the_first():
+@pytest.mark.parametrize("stride", [1, 2])                 # general kernel; 2x2 fast path
+def test_max_ties_pick_the_first_and_nan_never_wins(stride):
     x = np.zeros((1, 1, 2, 2), np.float32)
     top = np.empty((1, 1, 1, 1), np.float32)
     mask = np.empty_like(top)
-    K.max_pool_forward(x, top, mask, 2, 2, 1, 1, 0, 0)
+    K.max_pool_forward(x, top, mask, 2, 2, stride, stride, 0, 0)
     assert mask[0, 0, 0, 0] == 0 and top[0, 0, 0, 0] == 0
+    x[0, 0, 0, 0] = np.nan
+    x[0, 0, 1, 0] = -1.0
+    K.max_pool_forward(x, top, mask, 2, 2, stride, stride, 0, 0)
+    assert mask[0, 0, 0, 0] == 1 and top[0, 0, 0, 0] == 0
 
 
 @pytest.mark.parametrize("shape,k,s,p", GEOMETRIES)
