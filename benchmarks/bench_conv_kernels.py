@@ -2,10 +2,17 @@
 
 For each shape: im2col, col2im and the two layout passes, in ms and GB/s next to a
 plain ``np.copyto`` of the same bytes (the speed of memory), then the Convolution
-layer's forward and backward with their GEMM share.  Run: python benchmarks/bench_conv_kernels.py
+layer's forward and backward with their GEMM share; last, the pooling kernels of
+the same nets against a copy of their bottom.  Times are the best of ``--repeat``
+runs.  ``--clock wall`` (default) times the parallel kernels as they run;
+``--clock thread`` re-runs itself on one thread (numba and BLAS) and counts that
+thread's CPU time, which stays meaningful on a machine busy with other work.
+Run: python benchmarks/bench_conv_kernels.py [--clock thread]
 """
 
 import argparse
+import os
+import sys
 import time
 
 import numpy as np
@@ -14,6 +21,7 @@ from google.protobuf import text_format
 import netdef  # noqa: F401  (first: sets the BLAS thread policy before numpy loads)
 from netdef.blob import Blob
 from netdef.kernels import conv as K
+from netdef.kernels import pooling as KP
 from netdef.layer import create_layer
 from netdef.proto import caffe_pb2
 
@@ -25,14 +33,17 @@ SHAPES = [
 ]
 
 
+CLOCK = time.perf_counter
+
+
 def best_ms(fn, repeat):
     fn()
     fn()
     times = []
     for _ in range(repeat):
-        t = time.perf_counter()
+        t = CLOCK()
         fn()
-        times.append(time.perf_counter() - t)
+        times.append(CLOCK() - t)
     return 1000.0 * min(times), 1000.0 * float(np.median(times))
 
 
@@ -112,17 +123,56 @@ def bench_shape(name, batch, chw, num_output, kernel, pad, repeat):
           f"{(1 + down[0]) * flops / 1e6 / bwd[0]:.1f} GFLOP/s overall")
 
 
+# name, (N, C, H, W), method, kernel, stride
+POOLS = [
+    ("LeNet pool1", (64, 20, 24, 24), "MAX", 2, 2),
+    ("LeNet pool2", (64, 50, 8, 8), "MAX", 2, 2),
+    ("CIFAR10-quick pool1", (100, 32, 32, 32), "MAX", 3, 2),
+    ("CIFAR10-quick pool2", (100, 32, 16, 16), "AVE", 3, 2),
+]
+
+
+def bench_pool(name, shape, method, kernel, stride, repeat):
+    N, C, H, W = shape
+    out = -(-(H - kernel) // stride) + 1
+    x = np.random.default_rng(0).random(shape, dtype=np.float32)
+    top = np.empty((N, C, out, out), np.float32)
+    mask = np.empty_like(top)
+    dx = np.empty_like(x)
+    ref = copy_ms(x.nbytes, repeat)
+    geo = (kernel, kernel, stride, stride, 0, 0)
+    print(f"{name}: {method} {kernel}/{stride} on {N}x{C}x{H}x{W}")
+    if method == "MAX":
+        ms = best_ms(lambda: KP.max_pool_forward(x, top, mask, *geo), repeat)[0]
+        row("forward", ms, x.nbytes, ref)
+        ms = best_ms(lambda: KP.mask_pool_backward(top, mask, dx, True), repeat)[0]
+    else:
+        ms = best_ms(lambda: KP.ave_pool_forward(x, top, *geo), repeat)[0]
+        row("forward", ms, x.nbytes, ref)
+        ms = best_ms(lambda: KP.ave_pool_backward(top, dx, *geo, True), repeat)[0]
+    row("backward", ms, x.nbytes, ref)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--repeat", type=int, default=50)
+    parser.add_argument("--clock", choices=("wall", "thread"), default="wall")
     args = parser.parse_args()
+    if args.clock == "thread":
+        if os.environ.get("NUMBA_NUM_THREADS") != "1":
+            env = dict(os.environ, NUMBA_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+            os.execve(sys.executable, [sys.executable] + sys.argv, env)
+        global CLOCK
+        CLOCK = time.thread_time
     import numba
 
     print(f"numba {numba.__version__} ({numba.config.NUMBA_NUM_THREADS} threads, "
           f"{numba.threading_layer() if _parallel_warm() else '?'} layer), numpy "
-          f"{np.__version__}")
+          f"{np.__version__}, clock: {args.clock}")
     for shape in SHAPES:
         bench_shape(*shape, repeat=args.repeat)
+    for pool in POOLS:
+        bench_pool(*pool, repeat=args.repeat)
 
 
 def _parallel_warm():

@@ -20,6 +20,7 @@ inside the destination; anything else is refused before a byte is written.
 
 import contextlib
 import hashlib
+import http.client
 import http.server
 import io
 import json
@@ -427,7 +428,7 @@ def fetch(location, target, expected=None, progress=True, label=None, log=None):
                 bar.update(len(chunk))
             out.flush()
             os.fsync(out.fileno())
-    except (OSError, urllib.error.URLError, ValueError) as exc:
+    except (OSError, http.client.HTTPException, ValueError) as exc:
         raise ZooError(f"{label}: download interrupted after {written:,} bytes ({exc}); run "
                        "the same command again to resume") from None
     if total is not None and written != total:
@@ -702,11 +703,12 @@ def publish(model_dir, weights, zoo=None, name=None, log=None):
     folder = safe_path(root, name)
     _check_not_link_out(root, folder)
     os.makedirs(folder, exist_ok=True)
-    for other in os.listdir(folder):  # a re-publish replaces the model's files
+    in_place = os.path.samefile(folder, model_dir)
+    for other in [] if in_place else os.listdir(folder):  # a re-publish replaces the files
         path = os.path.join(folder, other)
         if os.path.isfile(path) or os.path.islink(path):
             os.unlink(path)
-    for fname_in in sorted(os.listdir(model_dir)):
+    for fname_in in [] if in_place else sorted(os.listdir(model_dir)):
         src = os.path.join(model_dir, fname_in)
         if fname_in in (README, fname) or fname_in.startswith(".") or \
                 not os.path.isfile(src) or not _NAME.match(fname_in) or \

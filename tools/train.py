@@ -1,18 +1,27 @@
-"""``netdef train``: Caffe's ``caffe train`` (solver, weights, snapshot, signal effects)."""
+"""``netdef train``: Caffe's ``caffe train`` (solver, weights, snapshot, signal effects).
+
+As Caffe's tool: ``--weights a,b`` replaces the solver's own ``weights`` (fine-tuning);
+``--snapshot`` resumes from a ``.solverstate`` (and ignores the solver's ``weights``);
+SIGINT (and SIGTERM) stops after a snapshot by default, SIGHUP takes a snapshot and goes on.
+"""
 
 from netdef.errors import UsageError
 
 HELP = "train or fine-tune a model from a solver prototxt"
+EFFECTS = ["stop", "snapshot", "none"]
 
 
 def add_arguments(p):
     p.add_argument("--solver", required=True, help="the solver definition (.prototxt)")
     p.add_argument("--weights", default="",
-                   help="comma-separated caffemodels to initialise from (fine-tuning)")
-    p.add_argument("--snapshot", default="", help="a .solverstate to resume training from")
-    p.add_argument("--sigint_effect", default="stop", choices=["stop", "snapshot", "none"],
-                   help="what Ctrl-C does (default: stop, after a final snapshot)")
-    p.add_argument("--sighup_effect", default="snapshot", choices=["stop", "snapshot", "none"],
+                   help="comma-separated caffemodels to initialise from (fine-tuning); "
+                        "replaces the solver's `weights`")
+    p.add_argument("--snapshot", default="",
+                   help="a .solverstate (.solverstate.h5) to resume training from")
+    p.add_argument("--sigint_effect", default="stop", choices=EFFECTS,
+                   help="what SIGINT (Ctrl-C) and SIGTERM do: stop (after a snapshot, when "
+                        "snapshot_after_train), snapshot, or none (default: stop)")
+    p.add_argument("--sighup_effect", default="snapshot", choices=EFFECTS,
                    help="what SIGHUP does (default: snapshot)")
     p.add_argument("--level", type=int, default=None, help="train net state level")
     p.add_argument("--stage", default="", help="comma-separated train net stages")
@@ -27,7 +36,8 @@ def run(args):
 
     setup_logging()
     if args.weights and args.snapshot:
-        raise UsageError("give either --weights (fine-tune) or --snapshot (resume), not both")
+        raise UsageError("give a snapshot to resume training or weights to fine-tune, "
+                         "not both")
     if args.gpu is not None:
         logger.info("--gpu %s ignored: netdef computes on the CPU", args.gpu)
     param = read_solver_param(args.solver)
@@ -37,10 +47,17 @@ def run(args):
         param.train_state.stage.extend(s for s in args.stage.split(",") if s)
     if args.iterations is not None:
         param.max_iter = args.iterations
-    weights = [w for w in args.weights.split(",") if w]
+    if args.snapshot:
+        param.ClearField("weights")
+    elif args.weights:
+        param.ClearField("weights")
+        param.weights.append(args.weights)
     logger.info("Using solver %s", args.solver)
-    solver = Solver(param, solver_path=args.solver, weights=weights)
+    # Handlers first: a signal while the nets are built is acted on at the first step.
     with SignalHandler(args.sigint_effect, args.sighup_effect) as signals:
+        solver = Solver(param, solver_path=args.solver)
         solver.action_request = signals
+        if args.snapshot:
+            logger.info("Resuming from %s", args.snapshot)
         solver.solve(args.snapshot or None)
     return 0

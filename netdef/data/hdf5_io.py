@@ -71,7 +71,13 @@ def load_hdf5_arrays(path, names):
 
 
 class HDF5Source:
-    """Row cursor over a list of HDF5 files (Caffe's HDF5DataLayer Next/LoadHDF5FileData)."""
+    """Row cursor over a list of HDF5 files (Caffe's HDF5DataLayer Next/LoadHDF5FileData).
+
+    With ``shuffle``, the file order of pass p and the row order of the i-th file of that
+    pass are drawn from generators derived from (seed, p[, i]) -- the same distribution as
+    Caffe's reshuffles, but a pure function of the position, so ``seek(k)`` can put the
+    cursor where batch k starts (resuming a run) without replaying the batches before it.
+    """
 
     def __init__(self, source, names, batch_size, shuffle, rng):
         self.source = source
@@ -79,25 +85,36 @@ class HDF5Source:
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
         self.rng = rng
+        self.seed = int(rng.integers(2 ** 63)) if self.shuffle else 0
         self.files = read_hdf5_list(source)
-        self.file_order = np.arange(len(self.files))
-        if self.shuffle:
-            self.rng.shuffle(self.file_order)
+        self._rows_per_file = None
+        self.pass_index = 0
+        self.file_order = self._order_of_files(0)
         self.current_file = 0
         self._load(self.files[self.file_order[0]])
         self.row_shapes = [a.shape[1:] for a in self.arrays]
 
+    def _order_of_files(self, pass_index):
+        if self.shuffle and len(self.files) > 1:
+            return np.random.default_rng([self.seed, 0, pass_index]).permutation(len(self.files))
+        return np.arange(len(self.files))
+
+    def _order_of_rows(self, rows):
+        if self.shuffle:
+            stream = np.random.default_rng([self.seed, 1, self.pass_index, self.current_file])
+            return stream.permutation(rows)
+        return np.arange(rows)
+
     def _load(self, path):
-        self.arrays = load_hdf5_arrays(path, self.names)
-        self.path = path
+        if getattr(self, "path", None) != path:
+            self.arrays = load_hdf5_arrays(path, self.names)
+            self.path = path
         if hasattr(self, "row_shapes"):
             for name, arr, want in zip(self.names, self.arrays, self.row_shapes):
                 if arr.shape[1:] != want:
                     raise DataError(f"HDF5 file {path!r}: dataset {name!r} rows have shape "
                                     f"{arr.shape[1:]}, earlier files had {want}")
-        self.row_order = np.arange(self.arrays[0].shape[0])
-        if self.shuffle:
-            self.rng.shuffle(self.row_order)
+        self.row_order = self._order_of_rows(self.arrays[0].shape[0])
         self.current_row = 0
 
     def top_shapes(self):
@@ -110,13 +127,13 @@ class HDF5Source:
                 self.current_file += 1
                 if self.current_file == len(self.files):
                     self.current_file = 0
-                    if self.shuffle:
-                        self.rng.shuffle(self.file_order)
+                    self.pass_index += 1
+                    self.file_order = self._order_of_files(self.pass_index)
                 self._load(self.files[self.file_order[self.current_file]])
             else:
                 self.current_row = 0
-                if self.shuffle:
-                    self.rng.shuffle(self.row_order)
+                self.pass_index += 1
+                self.row_order = self._order_of_rows(self.arrays[0].shape[0])
 
     def fill(self, outputs):
         """Copy the next ``batch_size`` rows into each output array (batch, ...)."""
@@ -125,6 +142,35 @@ class HDF5Source:
             for out, arr in zip(outputs, self.arrays):
                 out[i] = arr[row]
             self._next()
+
+    def rows_per_file(self):
+        """Row count of each listed file (read from the headers, once)."""
+        if self._rows_per_file is None:
+            counts = []
+            for path in self.files:
+                if path == self.path:
+                    counts.append(self.arrays[0].shape[0])
+                    continue
+                try:
+                    with h5py.File(path, "r") as f:
+                        counts.append(int(f[self.names[0]].shape[0]))
+                except (OSError, KeyError):
+                    counts.append(load_hdf5_arrays(path, self.names)[0].shape[0])
+            self._rows_per_file = counts
+        return self._rows_per_file
+
+    def seek(self, batch_index):
+        """Continue as if ``batch_index`` batches had been read since the start."""
+        rows = self.rows_per_file()
+        self.pass_index, offset = divmod(int(batch_index) * self.batch_size, sum(rows))
+        self.file_order = self._order_of_files(self.pass_index)
+        position = 0
+        while offset >= rows[self.file_order[position]]:
+            offset -= rows[self.file_order[position]]
+            position += 1
+        self.current_file = position
+        self._load(self.files[self.file_order[position]])
+        self.current_row = offset
 
 
 # -- writing -------------------------------------------------------------------------------

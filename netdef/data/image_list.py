@@ -55,7 +55,9 @@ class ImageListLoader:
     """Callable filling a ``Batch`` from an image list (the ImageData layer's load_batch).
 
     Walks the list in order, starting over (and reshuffling when ``shuffle``) at the end.
-    A missing or undecodable image is a DataError naming the list file and line.
+    A missing or undecodable image is a DataError naming the list file and line.  The
+    order of pass e is drawn from a generator derived from (seed, e), so where batch k
+    starts is computable: ``seek(k)`` resumes there without replaying earlier batches.
     """
 
     def __init__(self, list_path, entries, root, new_height, new_width, is_color,
@@ -74,13 +76,26 @@ class ImageListLoader:
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
         self.rng = rng
+        self.listed = list(self.entries)
+        self.seed = int(rng.integers(2 ** 63)) if self.shuffle else 0
+        self.start = int(start)
+        self.epoch = 0
         self.pos = int(start)
         if self.shuffle:
             self._shuffle()
 
     def _shuffle(self):
-        order = self.rng.permutation(len(self.entries))
-        self.entries = [self.entries[i] for i in order]
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.listed))
+        self.entries = [self.listed[i] for i in order]
+
+    def seek(self, batch_index):
+        """Continue as if ``batch_index`` batches had been taken since the start."""
+        epoch, self.pos = divmod(self.start + int(batch_index) * self.batch_size,
+                                 len(self.listed))
+        if epoch != self.epoch:
+            self.epoch = epoch
+            if self.shuffle:
+                self._shuffle()
 
     def read(self, entry):
         name, _, number = entry
@@ -104,6 +119,7 @@ class ImageListLoader:
             self.pos += 1
             if self.pos >= len(self.entries):
                 self.pos = 0
+                self.epoch += 1
                 if self.shuffle:
                     self._shuffle()
         return picked

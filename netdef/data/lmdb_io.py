@@ -123,6 +123,21 @@ class LMDBReader:
         for _ in range(int(n)):
             self.next()
 
+    def seek(self, index):
+        """Put the cursor on record ``index`` (counted from the first, modulo the count),
+        so that ``next()`` returns it; LMDB has no positional lookup, so this walks."""
+        if self._txn is not None:
+            try:
+                self._txn.abort()
+            except lmdb.Error:
+                pass
+            self._txn = self._cursor = None
+        self._open_cursor()
+        cur = self._cursor
+        for _ in range(int(index) % self.entries):
+            if not cur.next():
+                cur.first()
+
     def __iter__(self):
         """One pass over every record in key order (independent of the cursor)."""
         with self._env.begin(buffers=False) as txn:
@@ -193,6 +208,12 @@ class LevelDBReader:
     def skip(self, n):
         for _ in range(int(n)):
             self.next()
+
+    def seek(self, index):
+        """Put the cursor on record ``index`` (modulo the count): ``next()`` returns it."""
+        self._it = self._db.iterator()
+        for _ in range(int(index) % len(self)):
+            next(self._it)
 
     def __iter__(self):
         yield from self._db.iterator()

@@ -146,6 +146,49 @@ def make_loader(load, depth, name="prefetch"):
     return Prefetcher(load, depth, name) if depth > 0 else SyncLoader(load)
 
 
+# -- batches as a pure function of (seed, index), for resumable runs -----------------------
+def batch_rng(seed, index):
+    """The generator of batch ``index`` of a layer whose stream is seeded with ``seed``."""
+    return np.random.default_rng([seed, index])
+
+
+class IndexedLoad:
+    """``load(batch)`` for batches k = 0, 1, 2, ... where batch k depends on (seed, k) only.
+
+    A prefetch thread reads ahead, so a layer's generator state says nothing about the
+    batch the net last consumed.  Here every batch gets its own generator
+    ``batch_rng(seed, k)`` (handed to each object of ``rng_users`` as its ``rng`` before
+    loading), and ``position(k)`` puts the record cursor where batch k starts.  Resuming
+    at batch k is then ``seek(k)`` before (re)starting the thread.  ``position`` runs in
+    the loading thread; it is called before the first batch only when ``start_seek``
+    (e.g. a ``rand_skip`` to apply), and after every ``seek``.
+    """
+
+    def __init__(self, load, seed, rng_users=(), position=None, start_seek=False):
+        self.load = load
+        self.seed = int(seed)
+        self.rng_users = list(rng_users)
+        self.position = position
+        self.next_index = 0
+        self._seek_pending = bool(start_seek and position is not None)
+
+    def seek(self, index):
+        """The next call loads batch ``index``."""
+        self.next_index = int(index)
+        self._seek_pending = self.position is not None
+
+    def __call__(self, batch):
+        k = self.next_index
+        if self._seek_pending:
+            self.position(k)
+            self._seek_pending = False
+        rng = batch_rng(self.seed, k)
+        for user in self.rng_users:
+            user.rng = rng
+        self.load(batch)
+        self.next_index = k + 1
+
+
 @atexit.register
 def _stop_all():
     for p in list(_live):

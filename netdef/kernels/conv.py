@@ -293,11 +293,13 @@ def cn_to_nc(src, dst, bias):
             df[d + p] = sf[s + p] + b
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True, fastmath={"reassoc"})
 def nc_to_cn(src, dst, bias_diff):
     """dst[c, n*P:(n+1)*P] = src[n, c, :]; bias_diff[c] += the sum of what was moved.
 
     src: (N, C, P) a top diff; dst: (C, N*P) GEMM operand; bias_diff: (C,) or empty.
+    Reassociation is allowed so the sums vectorize (float32 partials per image row,
+    accumulated in float64).
     """
     N, C, P = src.shape
     sf = src.reshape(-1)
@@ -334,7 +336,7 @@ def add_channel_bias(x, bias):
             xf[start + p] += b
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath={"reassoc"})
 def channel_sum(x, out):
     """out[c] += sum over n and p of x[n, c, p].  x: (N, C, P); out: (C,)."""
     N, C, P = x.shape

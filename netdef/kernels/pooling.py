@@ -63,7 +63,12 @@ def max_pool_forward(x, top, mask, kernel_h, kernel_w, stride_h, stride_w, pad_h
 
 @njit(cache=True, nogil=True, parallel=True)
 def _max_pool_2x2(x, top, mask):
-    """max_pool_forward for kernel 2, stride 2, no padding, every window inside x."""
+    """max_pool_forward for kernel 2, stride 2, no padding, every window inside x.
+
+    The select chain starts from the window's first pixel; windows whose result is not
+    above the lowest float (NaN first, or nothing above -FLT_MAX) are redone with the
+    general rule afterwards, so the result is the general kernel's bit for bit.
+    """
     N, C, H, W = x.shape
     PH, PW = top.shape[2], top.shape[3]
     xf = x.reshape(-1)
@@ -82,9 +87,8 @@ def _max_pool_2x2(x, top, mask):
                 c = xf[s1 + 2 * q]
                 d = xf[s1 + 2 * q + 1]
                 q2 = np.int32(2 * q)
-                g = a > _LOWEST             # as the general kernel: NaN never wins
-                best = a if g else _LOWEST
-                where = r0 + q2 if g else np.int32(-1)
+                best = a
+                where = r0 + q2
                 g = b > best
                 best = b if g else best
                 where = r0 + q2 + 1 if g else where
@@ -96,6 +100,18 @@ def _max_pool_2x2(x, top, mask):
                 where = r1 + q2 + 1 if g else where
                 tf[t0 + q] = best
                 mf[t0 + q] = np.float32(where)
+            for q in range(_U(PW)):
+                if not tf[t0 + q] > _LOWEST:
+                    best = _LOWEST
+                    where = np.int32(-1)
+                    for i in range(_U(4)):
+                        row = s0 if i < 2 else s1
+                        v = xf[row + 2 * q + (i & 1)]
+                        if v > best:
+                            best = v
+                            where = (r0 if i < 2 else r1) + np.int32(2 * q + (i & 1))
+                    tf[t0 + q] = best
+                    mf[t0 + q] = np.float32(where)
 
 
 @njit(cache=True, nogil=True, parallel=True)

@@ -9,6 +9,11 @@ BasePrefetchingDataLayer); each layer instance has its own cursor and thread, an
 in the thread are raised from ``forward``.  Data layers have no bottoms and no backward;
 tops are shaped in ``setup`` from the first record and re-shaped per batch when records
 differ in size (batch_size 1 with encoded images of several sizes, as in Caffe).
+
+Resuming a run: batch k of a layer (its records, shuffles, crops and mirrors) is a pure
+function of the layer's seed and k, so ``get_resume_state()`` is just the number of
+batches consumed and ``set_resume_state()`` continues at that batch (dropping whatever the
+prefetch thread had read ahead).
 """
 
 import os
@@ -22,7 +27,7 @@ from ..data.hdf5_io import HDF5Appender, HDF5Source
 from ..data.image_list import ImageListLoader, read_image_list
 from ..data.lmdb_io import LEVELDB, backend_name, open_reader
 from ..data.mean import read_mean_file
-from ..data.prefetch import make_loader
+from ..data.prefetch import IndexedLoad, make_loader
 from ..data.transformer import DataTransformer
 from ..data.window import WindowLoader, read_window_file
 from ..errors import DataError, LayerError, NetdefError
@@ -74,8 +79,18 @@ class _PrefetchingLayer(_DataLayer):
 
     _loader = None
 
-    def _start(self, load, depth):
-        self._loader = make_loader(load, depth, name=f"netdef-{self.type}-{self.name}")
+    def _start(self, load, depth, rng_users=(), position=None, start_seek=False):
+        """Load batches in a thread; batch k draws from its own generator (see
+        ``IndexedLoad``) and ``position(k)`` places the record cursor for it."""
+        self._sequence = IndexedLoad(load, self.rng.integers(2 ** 63), rng_users, position,
+                                     start_seek)
+        self._depth = depth
+        self.batches_consumed = 0
+        self._run_loader()
+
+    def _run_loader(self):
+        self._loader = make_loader(self._sequence, self._depth,
+                                   name=f"netdef-{self.type}-{self.name}")
         weakref.finalize(self, self._loader.stop)
 
     def forward(self, bottom, top):
@@ -83,9 +98,21 @@ class _PrefetchingLayer(_DataLayer):
             batch = self._loader.next()
         except NetdefError as exc:
             raise _tagged(self, exc) from None
+        self.batches_consumed += 1
         _set(top[0], batch.data)
         if len(top) > 1:
             _set(top[1], batch.label)
+
+    def get_resume_state(self):
+        return {"batch": self.batches_consumed, "batch_size": self.batch_size}
+
+    def set_resume_state(self, state):
+        """Continue at batch ``state["batch"]``; batches read ahead are dropped."""
+        k = int(state["batch"])
+        self._loader.stop(timeout=None)
+        self._sequence.seek(k)
+        self.batches_consumed = k
+        self._run_loader()
 
     def close(self):
         """Stop the prefetch thread (also done when the layer is garbage-collected)."""
@@ -149,7 +176,13 @@ class Data(_PrefetchingLayer):
         if self.output_labels:
             top[1].reshape(self.batch_size)
         skip = int(self.rng.integers(p.rand_skip)) if p.rand_skip else 0
-        self._start(_SkipFirst(loader, reader, skip), p.prefetch)
+        batch = self.batch_size
+
+        def position(k):  # batch k starts at record skip + k * batch_size (wrapping)
+            reader.seek(skip + k * batch)
+
+        self._start(loader, p.prefetch, rng_users=[self.transformer], position=position,
+                    start_seek=skip > 0)
 
     def _open_reader(self):
         try:
@@ -163,19 +196,6 @@ class Data(_PrefetchingLayer):
 
     def _looks_like_lmdb(self):
         return os.path.isfile(os.path.join(self.source, "data.mdb"))
-
-
-class _SkipFirst:
-    """Skip ``n`` records in the loading thread before the first batch (rand_skip)."""
-
-    def __init__(self, load, reader, n):
-        self.load, self.reader, self.n = load, reader, n
-
-    def __call__(self, batch):
-        if self.n:
-            self.reader.skip(self.n)
-            self.n = 0
-        self.load(batch)
 
 
 @register("ImageData")
@@ -206,7 +226,7 @@ class ImageData(_PrefetchingLayer):
                                  self.rng, start=start)
         top[0].reshape((self.batch_size,) + loader.item_shape())
         top[1].reshape(self.batch_size)
-        self._start(loader, 4)
+        self._start(loader, 4, rng_users=[self.transformer], position=loader.seek)
 
 
 @register("HDF5Data")
@@ -230,6 +250,7 @@ class HDF5Data(_DataLayer):
         if len(names) != len(top):
             names = names + [f"top{i}" for i in range(len(names), len(top))]
         self.source = HDF5Source(p.source, names, batch_size, p.shuffle, self.rng)
+        self.batches_consumed = 0
         for blob, shape in zip(top, self.source.top_shapes()):
             blob.reshape(shape)
 
@@ -241,6 +262,18 @@ class HDF5Data(_DataLayer):
             self.source.fill([blob.data for blob in top])
         except DataError as exc:
             raise _tagged(self, exc) from None
+        self.batches_consumed += 1
+
+    def get_resume_state(self):
+        return {"batch": self.batches_consumed, "batch_size": self.source.batch_size}
+
+    def set_resume_state(self, state):
+        """Continue at batch ``state["batch"]`` (the file and row orders are recomputed)."""
+        try:
+            self.source.seek(state["batch"])
+        except DataError as exc:
+            raise _tagged(self, exc) from None
+        self.batches_consumed = int(state["batch"])
 
 
 @register("MemoryData")
@@ -268,6 +301,7 @@ class MemoryData(_DataLayer):
         self.n = self.pos = 0
         self.has_new_data = False
         self._transformer = None
+        self._resume_pos = None
 
     @property
     def item_shape(self):
@@ -290,6 +324,8 @@ class MemoryData(_DataLayer):
         self._data = data.reshape((n,) + self.item_shape)
         self._labels = labels.reshape(n)
         self.n, self.pos = n, 0
+        if self._resume_pos is not None:  # a restored run continues where it stopped
+            self.pos, self._resume_pos = self._resume_pos % n, None
 
     def set_input_arrays(self, data, labels):
         """pycaffe's Net.set_input_arrays: float32 C-contiguous 4-D data, labels (N,) or
@@ -348,6 +384,17 @@ class MemoryData(_DataLayer):
         self.pos = (self.pos + b) % self.n
         if self.pos == 0:
             self.has_new_data = False
+
+    def get_resume_state(self):
+        return {"pos": self.pos}
+
+    def set_resume_state(self, state):
+        """The arrays are the caller's: continue at row ``pos`` of the current arrays, or
+        of the next ones handed over when there are none yet."""
+        if self._data is None:
+            self._resume_pos = int(state["pos"])
+        else:
+            self.pos = int(state["pos"]) % self.n
 
 
 @register("DummyData")
@@ -435,7 +482,8 @@ class WindowData(_PrefetchingLayer):
                               where=self.describe())
         top[0].reshape(batch_size, channels, tp.crop_size, tp.crop_size)
         top[1].reshape(batch_size)
-        self._start(loader, 4)
+        self.batch_size = batch_size
+        self._start(loader, 4, rng_users=[loader])
 
 
 @register("HDF5Output")

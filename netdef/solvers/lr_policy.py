@@ -5,6 +5,7 @@ import math
 import numpy as np
 
 from ..errors import SolverError
+from ..log import logger
 
 POLICIES = ("fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid")
 
@@ -16,6 +17,9 @@ class LearningRate:
         self.param = param
         self.policy = param.lr_policy
         self.current_step = 0
+        if not self.policy:
+            raise SolverError(f"the solver sets no lr_policy (one of {', '.join(POLICIES)}; "
+                              "\"fixed\" keeps base_lr)")
         if self.policy not in POLICIES:
             raise SolverError(f"unknown lr_policy {self.policy!r} (known: {', '.join(POLICIES)})")
         if self.policy == "step" and param.stepsize <= 0:
@@ -44,6 +48,7 @@ class LearningRate:
         elif self.policy == "multistep":
             while self.current_step < len(p.stepvalue) and it >= p.stepvalue[self.current_step]:
                 self.current_step += 1
+                logger.info("MultiStep Status: Iteration %d, step = %d", it, self.current_step)
             r = base * gamma ** self.current_step
         elif self.policy == "poly":
             r = base * (1.0 - it / float(p.max_iter)) ** power

@@ -2,14 +2,14 @@
 
 The update rules (SGD, Nesterov, AdaGrad, RMSProp, AdaDelta, Adam) are numba kernels
 over the train net's flat parameter buffers (see netdef/kernels/update.py); this module
-owns the loop, learning-rate policy, testing, snapshots and restore.
+owns the loop, learning-rate policy, testing, snapshots and restore.  Snapshots are
+Caffe's files (readable by Caffe) plus a resume sidecar (see ``resume``) holding the data
+cursors and random streams, so a resumed run continues exactly where the first stopped.
 """
 
 import math
 import os
-import signal
 import time
-from collections import deque
 
 import numpy as np
 
@@ -19,48 +19,51 @@ from ..kernels import update as kernels
 from ..log import logger
 from ..net import Net
 from ..proto import caffe_pb2
+from . import resume, state_io
 from .lr_policy import LearningRate
+from .signals import NONE, SNAPSHOT, STOP, SignalHandler
 
 TYPE_NAMES = {0: "SGD", 1: "Nesterov", 2: "AdaGrad", 3: "RMSProp", 4: "AdaDelta", 5: "Adam"}
 TWO_HISTORIES = ("AdaDelta", "Adam")
 
-NONE, STOP, SNAPSHOT = "none", "stop", "snapshot"
+__all__ = ["Solver", "SignalHandler", "get_solver", "NONE", "STOP", "SNAPSHOT"]
 
 
 class Solver:
-    """Train ``param.net`` (a SolverParameter, already upgraded) -- ``netdef.get_solver``."""
+    """Train ``param.net`` -- ``netdef.get_solver`` builds one from a solver prototxt.
+
+    ``param`` is a SolverParameter (copied; a legacy ``solver_type`` enum is upgraded);
+    ``solver_path`` the file it came from (nets and weights named in it are also looked
+    up beside it, and an unset ``snapshot_prefix`` becomes the file's path without its
+    extension, as in Caffe); ``weights`` more caffemodels to start from (after
+    ``param.weights``; each entry may list several, comma-separated).
+    """
 
     def __init__(self, param, solver_path=None, weights=None, seed_seq=None):
-        self.param = param
+        self.param = _checked_copy(param, solver_path)
+        p = self.param
         self.solver_dir = os.path.dirname(os.path.abspath(solver_path)) if solver_path else None
-        self.type = param.type or "SGD"
-        if self.type not in TYPE_NAMES.values():
-            raise SolverError(f"unknown solver type {self.type!r} (known: "
-                              f"{', '.join(TYPE_NAMES.values())})")
-        if param.random_seed >= 0:
-            rngmod.set_random_seed(param.random_seed)
-            seed_seq = np.random.SeedSequence(param.random_seed)
+        self.type = p.type or "SGD"
+        if p.random_seed >= 0:
+            rngmod.set_random_seed(p.random_seed)
+            seed_seq = np.random.SeedSequence(p.random_seed)
         self._seed_seq = seed_seq if seed_seq is not None else rngmod.next_seed_sequence()
-        self.lr = LearningRate(param)
-        if param.regularization_type not in ("L1", "L2"):
-            raise SolverError(f"unknown regularization_type {param.regularization_type!r} "
-                              "(known: L1, L2)")
-        if param.iter_size < 1:
-            raise SolverError(f"iter_size must be at least 1, not {param.iter_size}")
-        if param.average_loss < 1:
-            raise SolverError(f"average_loss must be at least 1, not {param.average_loss}")
+        self.lr = LearningRate(p)
         self.iter = 0
         self.requested_early_exit = False
         self.action_request = None  # callable returning NONE / STOP / SNAPSHOT
-        self.losses = deque(maxlen=param.average_loss)
+        self.losses = []
         self.smoothed_loss = 0.0
+        self.callbacks = []  # (on_start, on_gradients_ready) pairs, as pycaffe's add_callback
+        self.last_test_scores = {}
         self._check_snapshot_prefix()
         self.net = self._build_train_net()
         self.test_nets = self._build_test_nets()
-        for w in list(param.weights) + list(weights or []):
-            self.net.copy_from(w)
+        for entry in list(p.weights) + list(weights or []):
+            for path in str(entry).split(","):
+                if path:
+                    self._load_weights(path)
         self._init_history()
-        self.callbacks = []
 
     # ----------------------------------------------------------------- nets
     def _resolve(self, path):
@@ -88,52 +91,79 @@ class Solver:
             raise SolverError("the solver names more than one train net (use exactly one of "
                               "train_net_param, train_net, net_param, net)")
         if p.HasField("train_net_param"):
-            net_param = caffe_pb2.NetParameter()
-            net_param.CopyFrom(p.train_net_param)
+            net_param, source = _copy(p.train_net_param), "train_net_param"
         elif p.HasField("train_net"):
-            net_param = self._read_net(p.train_net)
+            net_param, source = self._read_net(p.train_net), f"train_net file {p.train_net}"
         elif p.HasField("net_param"):
-            net_param = caffe_pb2.NetParameter()
-            net_param.CopyFrom(p.net_param)
+            net_param, source = _copy(p.net_param), "net_param"
         else:
-            net_param = self._read_net(p.net)
+            net_param, source = self._read_net(p.net), f"net file {p.net}"
+        # Precedence (Caffe's): TRAIN, then the net's own state, then train_state.
         state = caffe_pb2.NetState()
         state.phase = caffe_pb2.TRAIN
         state.MergeFrom(net_param.state)
         state.MergeFrom(p.train_state)
         net_param.state.CopyFrom(state)
-        logger.info("Creating training net")
+        logger.info("Creating training net specified in %s", source)
         return Net(net_param, phase=state.phase, seed_seq=self._seed_seq.spawn(1)[0])
 
     def _build_test_nets(self):
         p = self.param
         has_generic = p.HasField("net_param") or p.HasField("net")
         specs = [("test_net_param", tp) for tp in p.test_net_param]
-        specs += [("test_net", self._read_net(f)) for f in p.test_net]
+        specs += [(f"test_net file {f}", self._read_net(f)) for f in p.test_net]
         generic = len(p.test_iter) - len(specs)
         if generic < 0 or (generic > 0 and not has_generic):
             raise SolverError(f"test_iter is given {len(p.test_iter)} times for {len(specs)} "
                               "test nets: give one test_iter per test net")
-        if p.test_state and len(p.test_state) != len(p.test_iter):
-            raise SolverError("test_state must be given once per test net")
         if generic:
-            base = (p.net_param if p.HasField("net_param") else self._read_net(p.net))
-            specs += [("net", base)] * generic
+            base = p.net_param if p.HasField("net_param") else self._read_net(p.net)
+            specs += [("net_param" if p.HasField("net_param") else f"net file {p.net}", base)
+                      ] * generic
+        if p.test_state and len(p.test_state) != len(specs):
+            raise SolverError(f"test_state must be unspecified or given once per test net "
+                              f"({len(p.test_state)} given for {len(specs)} test nets)")
+        if specs and p.test_interval <= 0:
+            raise SolverError(f"the solver defines {len(specs)} test net(s) but test_interval "
+                              "is not set: give test_interval > 0 (or remove the test_iter "
+                              "lines)")
         nets = []
-        for i, (_, net_param) in enumerate(specs):
-            param = caffe_pb2.NetParameter()
-            param.CopyFrom(net_param)
+        for i, (source, net_param) in enumerate(specs):
+            param = _copy(net_param)
             state = caffe_pb2.NetState()
             state.phase = caffe_pb2.TEST
             state.MergeFrom(param.state)
             if p.test_state:
                 state.MergeFrom(p.test_state[i])
             param.state.CopyFrom(state)
-            logger.info("Creating test net (#%d) specified by %s", i, specs[i][0])
+            logger.info("Creating test net (#%d) specified by %s", i, source)
             net = Net(param, phase=state.phase, seed_seq=self._seed_seq.spawn(1)[0])
+            net.debug_info = p.debug_info
             net.share_with(self.net)
             nets.append(net)
         return nets
+
+    def _load_weights(self, path):
+        """Copy a caffemodel into the train net, and into test-only layers of test nets."""
+        from ..weights import load_weights
+
+        path = self._resolve(path)
+        logger.info("Copying weights from %s", path)
+        layers = load_weights(path)
+        test_only = {name for net in self.test_nets for name in net.layer_dict
+                     if name not in self.net.layer_dict}
+        if any(arrays and name in self.net.layer_dict for name, arrays in layers) or not any(
+                arrays and name in test_only for name, arrays in layers):
+            self.net.copy_trained_layers(layers, source=path)  # (errors when nothing fits)
+        for net in self.test_nets:
+            extra = [(name, arrays) for name, arrays in layers
+                     if name in net.layer_dict and name not in self.net.layer_dict]
+            if extra:
+                net.copy_trained_layers(extra, source=path)
+
+    def share_weights(self, net):
+        """pycaffe's ``solver.share_weights(net)``: ``net`` uses the trained parameters."""
+        net.share_with(self.net)
 
     def _init_history(self):
         net = self.net
@@ -144,6 +174,12 @@ class Solver:
         self.history = [np.zeros(net.flat_data.size, np.float32) for _ in range(n_hist)]
         self.lr_mults = np.asarray(net.params_lr, np.float64)
         self.decay_mults = np.asarray(net.params_weight_decay, np.float64)
+        # (layer name, param index) owning each learnable parameter, for messages.
+        self.param_names = [None] * len(net.learnable_params)
+        for li, owned in enumerate(net.param_owner_of):
+            for pi, oi in enumerate(owned):
+                if self.param_names[oi] is None:
+                    self.param_names[oi] = (net._layer_names[li], pi)
 
     def history_blobs(self):
         """Per-parameter views of the history, in Caffe's snapshot order."""
@@ -154,70 +190,80 @@ class Solver:
                 out.append(h[a:b].reshape(blob.shape))
         return out
 
+    def add_callback(self, on_start, on_gradients_ready):
+        """pycaffe's: call ``on_start()`` before each iteration's forward passes and
+        ``on_gradients_ready()`` before its update."""
+        self.callbacks.append((on_start, on_gradients_ready))
+
     # ----------------------------------------------------------------- loop
     def solve(self, resume_file=None):
+        p = self.param
         logger.info("Solving %s", self.net.name)
-        logger.info("Learning Rate Policy: %s", self.param.lr_policy)
+        logger.info("Learning Rate Policy: %s", p.lr_policy)
         self.requested_early_exit = False
         if resume_file:
             logger.info("Restoring previous solver status from %s", resume_file)
             self.restore(resume_file)
-        self.step(self.param.max_iter - self.iter)
-        p = self.param
+        start_iter = self.iter
+        self.step(p.max_iter - self.iter)
         if p.snapshot_after_train and (not p.snapshot or self.iter % p.snapshot != 0):
             self.snapshot()
         if self.requested_early_exit:
             logger.info("Optimization stopped early.")
             return
+        # As Caffe: one more forward to show the final loss, and a final test.
         if p.display and self.iter % p.display == 0:
             loss = self.net.forward_from_to()
-            logger.info("Iteration %d, loss = %g", self.iter, loss)
+            self._update_smoothed_loss(loss, start_iter)
+            logger.info("Iteration %d, loss = %g", self.iter, self.smoothed_loss)
         if p.test_interval and self.iter % p.test_interval == 0:
             self.test_all()
         logger.info("Optimization Done.")
 
     def step(self, iters):
+        """Run ``iters`` iterations (fewer if a stop is requested)."""
         p = self.param
+        net = self.net
         start_iter = self.iter
         stop_iter = self.iter + iters
-        self.losses.clear()
+        self.losses = []
         self.smoothed_loss = 0.0
-        batch = _batch_size(self.net)
-        t_last, iter_last = time.perf_counter(), self.iter
-        t_start = t_last
+        batch = _batch_size(net)
+        t_start = t_last = time.perf_counter()
+        iter_last = self.iter
         while self.iter < stop_iter:
-            self.net.clear_param_diffs()
+            net.clear_param_diffs()
             if (p.test_interval and self.iter % p.test_interval == 0
                     and (self.iter > 0 or p.test_initialization)):
                 self.test_all()
                 if self.requested_early_exit:
                     break
-            display = p.display and self.iter % p.display == 0
-            self.net.debug_info = bool(display and p.debug_info)
+            for on_start, _ in self.callbacks:
+                on_start()
+            display = bool(p.display) and self.iter % p.display == 0
+            net.debug_info = display and p.debug_info
+            start_states = resume.collect_net(net)  # for a snapshot if this step diverges
             loss = 0.0
             for _ in range(p.iter_size):
-                loss += self.net.forward_backward()
+                loss += net.forward_backward()
             loss /= p.iter_size
-            if not (math.isfinite(loss) and kernels.all_finite(self.net.flat_diff)):
-                self._stop_on_divergence(loss)
+            if not (math.isfinite(loss) and kernels.all_finite(net.flat_diff)):
+                self._stop_on_divergence(loss, start_states)
+            if net.debug_info:
+                self._log_param_norms()
             self._update_smoothed_loss(loss, start_iter)
             if display:
                 now = time.perf_counter()
-                lapse = now - t_last
-                done = self.iter - iter_last
-                rate = done / lapse if lapse > 0 and done else 0.0
-                extra = ""
-                if rate:
-                    left = (p.max_iter - self.iter) / rate
-                    extra = (f" ({rate:.4g} iter/s, {rate * batch * p.iter_size:.4g} images/s, "
-                             f"{lapse:.3g}s/{done} iters, {_hms(left)} left)")
-                logger.info("Iteration %d%s, loss = %g", self.iter, extra, self.smoothed_loss)
+                self._log_progress(now - t_last, self.iter - iter_last, batch)
                 t_last, iter_last = now, self.iter
-                self._log_outputs(self.net, "Train")
+                self._log_outputs(net, "Train")
+            for _, on_gradients_ready in self.callbacks:
+                on_gradients_ready()
             self.apply_update(display)
+            if not kernels.all_finite(net.flat_data):
+                self._stop_on_bad_update()
+            # iter counts the updates applied so far.
             self.iter += 1
-            for cb in self.callbacks:
-                cb(self)
             request = self.action_request() if self.action_request else NONE
             if (p.snapshot and self.iter % p.snapshot == 0) or request == SNAPSHOT:
                 self.snapshot()
@@ -226,37 +272,32 @@ class Solver:
                 break
         self.elapsed = time.perf_counter() - t_start
 
-    def _stop_on_divergence(self, loss):
-        """Loss or gradients went NaN/inf: keep the last good weights, say where it broke."""
-        net = self.net
-        culprit = None
-        net.forward_from_to()
-        for i, tops in enumerate(net.top_vecs):
-            if any(not kernels.all_finite(t.data.ravel()) for t in tops):
-                culprit = f"the output of layer '{net._layer_names[i]}' ({net.layers[i].type})"
-                break
-        if culprit is None:
-            net.clear_param_diffs()
-            net.backward_from_to()
-            for i in range(len(net.layers) - 1, -1, -1):
-                blobs = list(net.layers[i].blobs) + list(net.bottom_vecs[i])
-                if any(not kernels.all_finite(b.diff.ravel()) for b in blobs):
-                    culprit = (f"the gradient of layer '{net._layer_names[i]}' "
-                               f"({net.layers[i].type})")
-                    break
-        where = culprit or "the loss"
-        saved = ""
-        if self.param.snapshot_prefix:
-            model, _ = self.snapshot()
-            saved = f" The last good weights were saved to {model}."
-        raise SolverError(
-            f"training diverged at iteration {self.iter}: loss = {loss:g}; {where} is the first "
-            f"to contain NaN or inf.{saved}\nhint: lower base_lr (now {self.param.base_lr:g}), "
-            "set clip_gradients, or check the input data and its scale")
+    def _log_progress(self, lapse, done, batch):
+        """Caffe's display line, with the image rate and the time left added."""
+        p = self.param
+        per_s = done / lapse if lapse > 0 else 0.0
+        extra = ""
+        if per_s > 0:
+            left = (p.max_iter - self.iter) / per_s
+            extra = (f", {per_s * batch * p.iter_size:.1f} images/s, "
+                     f"{_hms(left)} left")
+        logger.info("Iteration %d (%.4g iter/s, %.4gs/%d iters%s), loss = %g", self.iter,
+                    per_s, lapse, done, extra, self.smoothed_loss)
 
     def _update_smoothed_loss(self, loss, start_iter):
-        self.losses.append(loss)
-        self.smoothed_loss = sum(self.losses) / len(self.losses)
+        """Caffe's running mean over the last ``average_loss`` losses (in float32)."""
+        n = self.param.average_loss
+        loss = np.float32(loss)
+        smoothed = np.float32(self.smoothed_loss)
+        if len(self.losses) < n:
+            self.losses.append(loss)
+            size = len(self.losses)
+            smoothed = (smoothed * np.float32(size - 1) + loss) / np.float32(size)
+        else:
+            idx = (self.iter - start_iter) % n
+            smoothed = smoothed + (loss - self.losses[idx]) / np.float32(n)
+            self.losses[idx] = loss
+        self.smoothed_loss = float(smoothed)
 
     def _log_outputs(self, net, kind):
         index = 0
@@ -268,8 +309,62 @@ class Solver:
                 logger.info("    %s net output #%d: %s = %g%s", kind, index, name, v, tail)
                 index += 1
 
+    def _log_param_norms(self):
+        data, diff = self.net.flat_data, self.net.flat_diff
+        logger.info("    [Backward] All net params (data, diff): L1 norm = (%g, %g); L2 norm "
+                    "= (%g, %g)", float(np.abs(data).sum(dtype=np.float64)),
+                    float(np.abs(diff).sum(dtype=np.float64)),
+                    math.sqrt(float(np.dot(data, data))), math.sqrt(float(np.dot(diff, diff))))
+
+    # ----------------------------------------------------------------- divergence
+    def _stop_on_divergence(self, loss, start_states):
+        """Loss or gradients went NaN/inf: keep the last good weights, say where it broke.
+
+        The weights are still those of the start of this iteration (finite), and so is
+        the data state recorded then: the snapshot resumes by replaying this iteration.
+        """
+        where = self._first_non_finite() or "the loss"
+        saved = ""
+        if self.param.snapshot_prefix:
+            model, state = self.snapshot(train_states=start_states)
+            saved = (f" The last good state (iteration {self.iter}) was saved to {model} and "
+                     f"{state}.")
+        raise SolverError(
+            f"training diverged at iteration {self.iter}: loss = {loss:g}; {where} is the first "
+            f"to contain NaN or inf.{saved}\nhint: lower base_lr (now {self.param.base_lr:g}), "
+            "set clip_gradients, or check the input data and its scale")
+
+    def _first_non_finite(self):
+        """The first layer whose output (forward order) or gradient (backward order) of
+        the last pass is not finite."""
+        net = self.net
+        for i, tops in enumerate(net.top_vecs):
+            if any(not kernels.all_finite(t.data.ravel()) for t in tops):
+                return f"the output of layer '{net._layer_names[i]}' ({net.layers[i].type})"
+        for i in range(len(net.layers) - 1, -1, -1):
+            blobs = list(net.layers[i].blobs)
+            blobs += [b for j, b in enumerate(net.bottom_vecs[i])
+                      if net.bottom_need_backward[i][j]]
+            if any(not kernels.all_finite(b.diff.ravel()) for b in blobs):
+                return f"the gradient of layer '{net._layer_names[i]}' ({net.layers[i].type})"
+        return None
+
+    def _stop_on_bad_update(self):
+        bad = ""
+        for i, blob in enumerate(self.net.learnable_params):
+            if not kernels.all_finite(blob.data.ravel()):
+                layer, k = self.param_names[i]
+                bad = f" (first: param {k} of layer '{layer}')"
+                break
+        raise SolverError(
+            f"training diverged at iteration {self.iter}: the update made parameters NaN or "
+            f"inf{bad}; the loss and gradients were still finite, so the learning rate "
+            f"(now {self.lr.rate(self.iter):g}) is far too large.\nhint: lower base_lr or set "
+            "clip_gradients; resume from the last snapshot")
+
     # ----------------------------------------------------------------- update
     def apply_update(self, display=False):
+        """Clip, normalise by iter_size, regularise, apply the rule (Caffe's order)."""
         p = self.param
         rate = self.lr.rate(self.iter)
         if display:
@@ -299,6 +394,15 @@ class Solver:
             correction = math.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t)
             kernels.adam_update(*args, self.history[0], self.history[1], *tail, p.momentum,
                                 p.momentum2, p.delta, correction)
+        if net.debug_info:
+            self._log_update()
+
+    def _log_update(self):
+        for i, blob in enumerate(self.net.learnable_params):
+            layer, k = self.param_names[i]
+            n = max(blob.count, 1)
+            logger.info("    [Update] Layer %s, param %d data: %g; diff: %g", layer, k,
+                        blob.asum_data() / n, blob.asum_diff() / n)
 
     def clip_gradients(self):
         clip = self.param.clip_gradients
@@ -315,15 +419,33 @@ class Solver:
     # ----------------------------------------------------------------- test
     def test_all(self):
         for i in range(len(self.test_nets)):
+            if self.requested_early_exit:
+                break
             self.test(i)
+        return self.last_test_scores
 
-    def test(self, net_id):
+    def _handle_requests(self):
+        """Act on every pending request (Caffe does this between test iterations)."""
+        while self.action_request is not None:
+            request = self.action_request()
+            if request == SNAPSHOT:
+                self.snapshot()
+            elif request == STOP:
+                self.requested_early_exit = True
+            else:
+                break
+
+    def test(self, net_id=0):
         logger.info("Iteration %d, Testing net (#%d)", self.iter, net_id)
         net = self.test_nets[net_id]
         iters = self.param.test_iter[net_id]
         scores = None
         loss = 0.0
         for _ in range(iters):
+            self._handle_requests()
+            if self.requested_early_exit:
+                logger.info("Test interrupted.")
+                return {}
             iter_loss = net.forward_from_to()
             if self.param.test_compute_loss:
                 loss += iter_loss
@@ -370,7 +492,10 @@ class Solver:
             prefix = os.path.splitext(os.path.basename(self.param.net or "netdef"))[0]
         return f"{prefix}_iter_{self.iter}{extension}"
 
-    def snapshot(self):
+    def snapshot(self, train_states=None):
+        """Write the weights, the resume sidecar and the solver state; return the paths of
+        the weights and the state.  ``train_states`` replaces the train net's layer states
+        (the divergence guard saves those of the start of the failed iteration)."""
         from ..weights import save_caffemodel
 
         p = self.param
@@ -380,58 +505,30 @@ class Solver:
             logger.info("Snapshotting to HDF5 file %s", model)
             self.net.save_hdf5(model, write_diff=p.snapshot_diff)
             state = self.snapshot_filename(".solverstate.h5")
-            logger.info("Snapshotting solver state to HDF5 file %s", state)
-            self._save_state_hdf5(state, model)
         else:
             model = self.snapshot_filename(".caffemodel")
             logger.info("Snapshotting to binary proto file %s", model)
             save_caffemodel(model, self.net.to_proto(write_diff=p.snapshot_diff))
             state = self.snapshot_filename(".solverstate")
+        nets = resume.collect(self)
+        if train_states is not None:
+            nets["train"] = train_states
+        # The sidecar goes first: a state file netdef wrote always has its sidecar.
+        resume.write(resume.sidecar_path(state), self.iter, state, nets)
+        if hdf5:
+            logger.info("Snapshotting solver state to HDF5 file %s", state)
+            state_io.write_state_hdf5(state, self.iter, model, self.lr.current_step,
+                                      self.history_blobs())
+        else:
             logger.info("Snapshotting solver state to binary proto file %s", state)
-            self._save_state_proto(state, model)
+            state_io.write_state_proto(state, self.iter, model, self.lr.current_step,
+                                       self.history_blobs())
         return model, state
 
-    def _save_state_proto(self, path, model):
-        from ..atomic import atomic_write
-        from ..weights import array_to_blob
-
-        st = caffe_pb2.SolverState()
-        st.iter = self.iter
-        st.learned_net = model
-        st.current_step = self.lr.current_step
-        for h in self.history_blobs():
-            array_to_blob(h, st.history.add())
-        with atomic_write(path) as f:
-            f.write(st.SerializeToString())
-
-    def _save_state_hdf5(self, path, model):
-        import h5py
-
-        from ..atomic import atomic_write
-
-        with atomic_write(path) as f, h5py.File(f, "w") as h:
-            h.create_dataset("iter", data=np.array([self.iter], np.int32))
-            h.create_dataset("learned_net", data=np.bytes_(model))
-            h.create_dataset("current_step", data=np.array([self.lr.current_step], np.int32))
-            g = h.create_group("history")
-            for i, arr in enumerate(self.history_blobs()):
-                g.create_dataset(str(i), data=arr)
-
     def restore(self, path):
-        """Resume from a ``.solverstate`` (binary) or ``.solverstate.h5``."""
-        if not os.path.exists(path):
-            raise SolverError(f"solver state '{path}' does not exist")
-        if path.endswith(".h5"):
-            it, learned, step, hist = _read_state_hdf5(path)
-        else:
-            it, learned, step, hist = _read_state_proto(path)
-        self.iter = it
-        self.lr.current_step = step
-        if learned:
-            if not os.path.exists(learned) and os.path.exists(
-                    os.path.join(os.path.dirname(path), os.path.basename(learned))):
-                learned = os.path.join(os.path.dirname(path), os.path.basename(learned))
-            self.net.copy_from(learned)
+        """Resume from a ``.solverstate`` (binary) or ``.solverstate.h5`` -- Caffe's or
+        ours; with our sidecar beside it, data layers and random streams continue too."""
+        it, learned, step, hist = state_io.read_state(path)
         mine = self.history_blobs()
         if len(hist) != len(mine):
             raise SolverError(f"solver state '{path}' holds {len(hist)} history blobs; this "
@@ -440,36 +537,58 @@ class Solver:
             if src.size != dst.size:
                 raise SolverError(f"solver state '{path}': history blob {k} has {src.size} "
                                   f"values, the net's parameter has {dst.size}")
+        learned = state_io.locate_learned_net(learned, path)
+        if learned:
+            self.net.copy_from(learned)
+        for src, dst in zip(hist, mine):
             dst[...] = src.reshape(dst.shape)
+        self.iter = it
+        self.lr.current_step = step
+        resume.restore(self, path, it)
 
 
-def _read_state_proto(path):
-    from ..weights import blob_to_array
-
-    st = caffe_pb2.SolverState()
-    try:
-        with open(path, "rb") as f:
-            st.ParseFromString(f.read())
-    except Exception as exc:  # protobuf raises its own DecodeError
-        raise SolverError(f"'{path}' is not a Caffe solver state: {exc}") from exc
-    return st.iter, st.learned_net, st.current_step, [blob_to_array(b) for b in st.history]
+def _copy(message):
+    out = type(message)()
+    out.CopyFrom(message)
+    return out
 
 
-def _read_state_hdf5(path):
-    import h5py
+def _checked_copy(param, solver_path):
+    """A private copy of ``param``, upgraded and checked as Caffe's Solver does."""
+    from ..upgrade import upgrade_solver_param
 
-    try:
-        with h5py.File(path, "r") as h:
-            it = int(np.asarray(h["iter"]).ravel()[0])
-            learned = h["learned_net"][()] if "learned_net" in h else b""
-            step = int(np.asarray(h["current_step"]).ravel()[0]) if "current_step" in h else 0
-            g = h["history"]
-            hist = [np.asarray(g[str(i)], np.float32) for i in range(len(g))]
-    except (OSError, KeyError) as exc:
-        raise SolverError(f"'{path}' is not a Caffe HDF5 solver state: {exc}") from exc
-    if isinstance(learned, bytes):
-        learned = learned.decode()
-    return it, learned, step, hist
+    p = _copy(param)
+    upgrade_solver_param(p, solver_path or "SolverParameter")
+    if solver_path:
+        _default_snapshot_prefix(p, solver_path)
+    if (p.type or "SGD") not in TYPE_NAMES.values():
+        raise SolverError(f"unknown solver type {p.type!r} (known: "
+                          f"{', '.join(TYPE_NAMES.values())})")
+    if p.regularization_type not in ("L1", "L2"):
+        raise SolverError(f"unknown regularization_type {p.regularization_type!r} "
+                          "(known: L1, L2)")
+    if p.iter_size < 1:
+        raise SolverError(f"iter_size must be at least 1, not {p.iter_size}")
+    if p.average_loss < 1:
+        raise SolverError(f"average_loss must be at least 1, not {p.average_loss}")
+    if p.type in ("AdaGrad", "RMSProp") and p.momentum != 0:
+        raise SolverError(f"momentum cannot be used with {p.type} (momentum: {p.momentum:g}); "
+                          "remove it from the solver")
+    if p.type == "RMSProp" and not 0 <= p.rms_decay < 1:
+        raise SolverError(f"rms_decay must lie in [0, 1), not {p.rms_decay:g}")
+    return p
+
+
+def _default_snapshot_prefix(p, solver_path):
+    """Caffe master: no prefix -> the solver file's path without extension; a prefix that
+    is a folder -> that folder / the solver file's stem."""
+    stem = os.path.splitext(solver_path)[0]
+    if not p.HasField("snapshot_prefix"):
+        p.snapshot_prefix = stem
+        logger.info("snapshot_prefix was not specified and is set to %s", p.snapshot_prefix)
+    elif os.path.isdir(p.snapshot_prefix):
+        p.snapshot_prefix = os.path.join(p.snapshot_prefix, os.path.basename(stem))
+        logger.info("snapshot_prefix was a directory and is replaced to %s", p.snapshot_prefix)
 
 
 def _batch_size(net):
@@ -483,36 +602,6 @@ def _batch_size(net):
 def _hms(seconds):
     seconds = int(max(seconds, 0))
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
-class SignalHandler:
-    """Caffe's --sigint_effect / --sighup_effect: turn signals into solver actions."""
-
-    def __init__(self, sigint_effect=STOP, sighup_effect=SNAPSHOT):
-        self.effects = {signal.SIGINT: sigint_effect, signal.SIGHUP: sighup_effect,
-                        signal.SIGTERM: sigint_effect}
-        self.pending = []
-        self._old = {}
-
-    def __enter__(self):
-        for sig in self.effects:
-            self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-
-    def _handle(self, signum, frame):
-        self.pending.append(signum)
-
-    def __call__(self):
-        if not self.pending:
-            return NONE
-        signum = self.pending.pop(0)
-        effect = self.effects.get(signum, NONE)
-        logger.info("Signal %d received: %s", signum, effect)
-        return effect
 
 
 def get_solver(solver_file_or_param, weights=None):

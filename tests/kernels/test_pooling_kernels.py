@@ -112,6 +112,9 @@ def test_max_ties_pick_the_first_and_nan_never_wins(stride):
     x[0, 0, 1, 0] = -1.0
     K.max_pool_forward(x, top, mask, 2, 2, stride, stride, 0, 0)
     assert mask[0, 0, 0, 0] == 1 and top[0, 0, 0, 0] == 0
+    x[...] = -np.inf                        # nothing beats -FLT_MAX: Caffe's empty result
+    K.max_pool_forward(x, top, mask, 2, 2, stride, stride, 0, 0)
+    assert mask[0, 0, 0, 0] == -1 and top[0, 0, 0, 0] == -np.finfo(np.float32).max
 
 
 @pytest.mark.parametrize("shape,k,s,p", GEOMETRIES)

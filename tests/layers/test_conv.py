@@ -223,18 +223,18 @@ def test_chunked_batches_match_whole_batch(monkeypatch):
     """A column matrix over the limit is built a few images at a time; same numbers."""
     rng = np.random.default_rng(9)
     x = rng.standard_normal((5, 2, 6, 6)).astype(np.float32)
-    dy = None
+    dy = rng.standard_normal((5, 4, 6, 6))         # both layers keep 6x6 here
     results = []
-    for limit in (conv_module.COL_BUFFER_LIMIT, 2 * 9 * 36 * 2):    # whole batch; 2 images
+    whole_batch = conv_module.COL_BUFFER_LIMIT
+    for limit in (whole_batch, 2 * 9 * 36 * 2):    # whole batch; then 2 (conv), 1 (deconv)
         monkeypatch.setattr(conv_module, "COL_BUFFER_LIMIT", limit)
         for kind in ("Convolution", "Deconvolution"):
             layer = conv_layer(kind, num_output=4, kernel_size=3, pad=1)
             bottom, top = blobs(x), tops(1)
             layer.layer_setup(bottom, top)
+            assert (layer.chunk < 5) == (limit != whole_batch)
             randomize_params(layer)
             layer.forward(bottom, top)
-            if dy is None or dy.shape != top[0].shape:
-                dy = np.random.default_rng(1).standard_normal(top[0].shape)
             top[0].diff[...] = dy
             layer.backward(top, [True], bottom)
             results.append([top[0].data.copy(), bottom[0].diff.copy()]
@@ -326,3 +326,31 @@ def test_shape_errors_name_the_layer():
     layer.layer_setup(bottom, top)
     with pytest.raises(ShapeError, match="channels"):
         layer.reshape(blobs(np.zeros((1, 4, 3, 3))), top)
+
+
+def test_no_spatial_axes_is_an_inner_product():
+    """Caffe allows a bottom with no axes after the channel axis: a 1x1 convolution."""
+    layer = conv_layer(num_output=3, kernel_size=1)
+    x = np.random.default_rng(12).standard_normal((4, 5)).astype(np.float32)
+    bottom, top = blobs(x), tops(1)
+    layer.layer_setup(bottom, top)
+    randomize_params(layer)
+    layer.forward(bottom, top)
+    w, b = layer.blobs[0].data, layer.blobs[1].data
+    assert w.shape == (3, 5) and top[0].shape == (4, 3)
+    np.testing.assert_allclose(top[0].data, x @ w.T + b, rtol=1e-5, atol=1e-5)
+    check_gradient(layer, bottom, top, setup=False)
+
+
+def test_im2col_layer_one_spatial_axis():
+    from tests.kernels.test_conv_kernels import ref_im2col
+
+    layer = make_layer('name: "i" type: "Im2col" convolution_param { kernel_size: 3 '
+                       'stride: 2 pad: 1 dilation: 2 }')
+    x = np.random.default_rng(13).standard_normal((2, 3, 9)).astype(np.float32)
+    bottom, top = blobs(x), tops(1)
+    layer.layer_setup(bottom, top)
+    layer.forward(bottom, top)
+    want = ref_im2col(x, (3,), (2,), (1,), (2,))
+    np.testing.assert_array_equal(top[0].data, want.transpose(1, 0, 2))
+    check_gradient(layer, bottom, top, setup=False)
