@@ -2,15 +2,20 @@
 
 import os as _os
 
-# Small machines: keep BLAS from spinning against numba's threads (measured: a LeNet
-# step went from 26 to 18 ms on 2 cores).  Must be set before numpy loads BLAS.
+# Thread policy (docs/performance.md): idle worker threads must sleep, not spin, or
+# numba's OpenMP pool and OpenBLAS's pool steal each other's cores (measured on 2 cores:
+# a LeNet b64 forward took 31-40 ms spinning, 6.8 ms with passive waits).  These must be
+# set before numpy loads BLAS and before numba starts its pool; a user's setting wins.
 _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "1")
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from . import io  # noqa: E402,F401  (pycaffe's caffe.io)
+from . import draw, io, layers  # noqa: E402,F401  (pycaffe's caffe.draw, caffe.io, caffe.layers)
 from .blob import Blob  # noqa: E402
+from .classifier import Classifier  # noqa: E402
 from .errors import NetdefError  # noqa: E402
 from .layer import Layer, layer_type_list, register  # noqa: E402
 from .net import TEST, TRAIN, Net  # noqa: E402
+from .net_spec import NetSpec, params, to_proto  # noqa: E402
 from .rng import set_random_seed  # noqa: E402
 from .solvers import Solver, get_solver  # noqa: E402
 
@@ -35,6 +40,7 @@ def SGDSolver(solver_file):  # noqa: N802  (pycaffe's names)
 
 NesterovSolver = AdaGradSolver = RMSPropSolver = AdaDeltaSolver = AdamSolver = SGDSolver
 
-__all__ = ["Blob", "Layer", "Net", "NetdefError", "Solver", "TEST", "TRAIN", "get_solver",
+__all__ = ["Blob", "Classifier", "Layer", "Net", "NetSpec", "NetdefError", "Solver", "TEST",
+           "TRAIN", "draw", "get_solver", "io", "layers", "params", "to_proto",
            "layer_type_list", "register", "set_device", "set_mode_cpu", "set_mode_gpu",
            "set_random_seed", "SGDSolver"]
