@@ -21,7 +21,7 @@ demo: install
 	examples/mnist/get_fashion_mnist.sh
 	NETDEF=$(NETDEF) examples/mnist/create_mnist.sh data/fashion-mnist
 	$(NETDEF) train --solver=examples/mnist/lenet_solver.prototxt 2>&1 | tee examples/mnist/train.log
-	@grep "Test net output #0" examples/mnist/train.log | tail -1 | sed 's/.*] /Final test /'
+	@grep "Test net output #0" examples/mnist/train.log | tail -1 | sed 's/.*Test net output #0: /Final test /'
 	@ls -l examples/mnist/lenet_iter_10000.caffemodel
 
 test: install
