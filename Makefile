@@ -33,6 +33,9 @@ test-fast: install
 bench: install
 	$(BIN)/python benchmarks/run.py
 
+fuzz: install
+	$(BIN)/python -m tests.fuzz --count $${FUZZ_CASES:-2000} --seed $${FUZZ_SEED:-1} --jobs $(JOBS)
+
 lint: install
 	$(BIN)/ruff check .
 

@@ -48,7 +48,12 @@ def worker_netdef(args):
     from netdef.timing import time_net
 
     param = caffe_pb2.SolverParameter()
-    param.net_param.CopyFrom(lenet_bench_net(args.batch))
+    if args.net == "cifar":
+        from benchmarks.bench_threads import cifar_bench_net
+
+        param.net_param.CopyFrom(cifar_bench_net(args.batch))
+    else:
+        param.net_param.CopyFrom(lenet_bench_net(args.batch))
     param.base_lr, param.momentum, param.weight_decay = 0.01, 0.9, 5e-4
     param.lr_policy, param.gamma, param.power = "inv", 1e-4, 0.75
     param.max_iter, param.random_seed = 10 ** 6, 1
@@ -62,13 +67,16 @@ def worker_netdef(args):
     solver.step(1)
     first = time.perf_counter() - t0
     solver.step(args.warmup)
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     solver.step(args.iters)
     elapsed = time.perf_counter() - t
+    cpu = time.process_time() - c
     layers = time_net(solver.net, 20)
+    algos = {layer.layer_param.name: layer.algo for layer in solver.net.layers
+             if getattr(layer, "algo", None)}
     return {"images_per_s": args.iters * args.batch / elapsed,
-            "ms_per_iter": 1000 * elapsed / args.iters,
-            "first_iteration_s": first, "layers": layers}
+            "ms_per_iter": 1000 * elapsed / args.iters, "cpu_ms_per_iter": 1000 * cpu / args.iters,
+            "first_iteration_s": first, "layers": layers, "conv_algorithms": algos}
 
 
 def worker_torch(args):
@@ -77,12 +85,21 @@ def worker_torch(args):
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Conv2d(1, 20, 5), nn.MaxPool2d(2, 2), nn.Conv2d(20, 50, 5), nn.MaxPool2d(2, 2),
-        nn.Flatten(), nn.Linear(800, 500), nn.ReLU(), nn.Linear(500, 10))
+    if args.net == "cifar":
+        model = nn.Sequential(
+            nn.Conv2d(3, 32, 5, padding=2), nn.MaxPool2d(3, 2, ceil_mode=True), nn.ReLU(),
+            nn.Conv2d(32, 32, 5, padding=2), nn.ReLU(), nn.AvgPool2d(3, 2, ceil_mode=True),
+            nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.AvgPool2d(3, 2, ceil_mode=True),
+            nn.Flatten(), nn.Linear(1024, 64), nn.Linear(64, 10))
+        shape = (args.batch, 3, 32, 32)
+    else:
+        model = nn.Sequential(
+            nn.Conv2d(1, 20, 5), nn.MaxPool2d(2, 2), nn.Conv2d(20, 50, 5), nn.MaxPool2d(2, 2),
+            nn.Flatten(), nn.Linear(800, 500), nn.ReLU(), nn.Linear(500, 10))
+        shape = (args.batch, 1, 28, 28)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     loss_fn = nn.CrossEntropyLoss()
-    x = torch.rand(args.batch, 1, 28, 28)
+    x = torch.rand(*shape)
     y = torch.randint(0, 10, (args.batch,))
 
     def step():
@@ -93,18 +110,22 @@ def worker_torch(args):
 
     for _ in range(args.warmup):
         step()
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     for _ in range(args.iters):
         step()
     elapsed = time.perf_counter() - t
+    cpu = time.process_time() - c
     return {"images_per_s": args.iters * args.batch / elapsed,
-            "ms_per_iter": 1000 * elapsed / args.iters, "version": torch.__version__}
+            "ms_per_iter": 1000 * elapsed / args.iters, "cpu_ms_per_iter": 1000 * cpu / args.iters,
+            "version": torch.__version__}
 
 
 def run_worker(name, args, env=None):
-    cmd = [sys.executable, __file__, "--worker", name, "--batch", str(args.batch),
+    cmd = [sys.executable, __file__, "--worker", name, "--net", args.net, "--batch",
+           str(args.batch),
            "--iters", str(args.iters), "--warmup", str(args.warmup),
            "--threads", str(args.threads)]
+    env = dict(os.environ if env is None else env, PYTHONPATH=ROOT)
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     if out.returncode != 0:
         return {"error": (out.stderr or out.stdout).strip().splitlines()[-1:]}
@@ -112,6 +133,7 @@ def run_worker(name, args, env=None):
 
 
 def blas_info():
+    import netdef.threads  # noqa: I001  (first: the thread policy's environment defaults)
     import numpy as np
 
     info = {"OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE", "(unset)"),
@@ -129,6 +151,7 @@ def blas_info():
 
         info["numba"] = numba.__version__
         info["numba_threading_layer"] = numba.config.THREADING_LAYER
+        info["NUMBA_NUM_THREADS"] = netdef.threads.describe()["NUMBA_NUM_THREADS"]
     except Exception:
         pass
     return info
@@ -137,6 +160,8 @@ def blas_info():
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--worker")
+    ap.add_argument("--net", choices=("lenet", "cifar"), default="lenet",
+                    help="LeNet (batch 64) or CIFAR10-quick (use --batch 100)")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--iters", type=int, default=100)
     ap.add_argument("--warmup", type=int, default=10)
@@ -150,20 +175,25 @@ def main():
     print("== machine ==")
     for k, v in blas_info().items():
         print(f"  {k}: {v}")
+    print(f"  PyTorch threads: {args.threads}")
     with tempfile.TemporaryDirectory() as cache:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache)
         cold = run_worker("netdef", args, env)
         warm = run_worker("netdef", args, env)
-    print(f"\n== LeNet training, batch {args.batch}, {args.iters} iterations ==")
+    title = "CIFAR10-quick" if args.net == "cifar" else "LeNet"
+    print(f"\n== {title} training, batch {args.batch}, {args.iters} iterations ==")
     if "error" in warm:
         print("  netdef failed:", warm["error"])
         return 1
-    print(f"  netdef : {warm['images_per_s']:8.0f} images/s  ({warm['ms_per_iter']:.2f} ms/iter)")
+    print(f"  netdef : {warm['images_per_s']:8.0f} images/s  ({warm['ms_per_iter']:.2f} ms/iter, "
+          f"CPU {warm['cpu_ms_per_iter']:.2f} ms/iter)")
+    print(f"  convolution algorithms: {warm['conv_algorithms']}")
     torch_res = run_worker("torch", args)
     if "error" not in torch_res:
         ratio = warm["images_per_s"] / torch_res["images_per_s"]
         print(f"  PyTorch {torch_res['version']}: {torch_res['images_per_s']:8.0f} images/s  "
-              f"({torch_res['ms_per_iter']:.2f} ms/iter)")
+              f"({torch_res['ms_per_iter']:.2f} ms/iter, CPU {torch_res['cpu_ms_per_iter']:.2f} "
+              f"ms/iter)")
         print(f"  ratio netdef / PyTorch: {ratio:.2f}x")
     else:
         print("  PyTorch not available:", torch_res["error"])

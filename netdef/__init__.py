@@ -8,6 +8,7 @@ import os as _os
 # set before numpy loads BLAS and before numba starts its pool; a user's setting wins.
 _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "1")
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from . import threads as _threads  # noqa: E402,F401,I001  (thread policy, before the rest)
 
 from . import draw, io, layers  # noqa: E402,F401  (pycaffe's caffe.draw, caffe.io, caffe.layers)
 from .blob import Blob  # noqa: E402

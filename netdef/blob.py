@@ -9,6 +9,7 @@ make two blobs use one buffer (weight sharing; test nets reading train weights).
 import numpy as np
 
 from .errors import ShapeError
+from .memory import check_allocation
 
 MAX_BLOB_AXES = 32
 
@@ -41,6 +42,7 @@ class Blob:
         for d in shape:
             count *= d
         if count > self._data_buf.size:
+            check_allocation(2 * 4 * count, f"blob '{self.name}' of shape {shape} (data + diff)")
             self._data_buf = np.zeros(count, np.float32)
             self._diff_buf = np.zeros(count, np.float32)
         self._shape = shape

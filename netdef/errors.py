@@ -47,3 +47,7 @@ def layer_context(layer_param):
     name = getattr(layer_param, "name", "") or "<unnamed>"
     kind = getattr(layer_param, "type", "") or "?"
     return f"layer '{name}' ({kind})"
+
+
+class MemoryLimitError(NetdefError):
+    """An allocation the machine cannot hold (says how much was asked and how much is free)."""

@@ -18,6 +18,7 @@ from .errors import LayerError, NetdefError, ShapeError, WeightsError, layer_con
 from .layer import create_layer
 from .log import logger
 from .proto import caffe_pb2
+from .validate import check_before_build
 
 TRAIN, TEST = caffe_pb2.TRAIN, caffe_pb2.TEST
 
@@ -154,6 +155,7 @@ class Net:
 
     # ------------------------------------------------------------------ build
     def _init(self, in_param):
+        check_before_build(in_param)  # whole-net checks (netdef/validate.py)
         param = insert_splits(filter_net(in_param))
         self.param = param
         self.name = param.name
@@ -172,7 +174,11 @@ class Net:
         names = set()
         for lp in param.layer:
             if lp.name in names:
-                raise LayerError(f"{layer_context(lp)}: duplicate layer name '{lp.name}'")
+                # Caffe accepts this (BVLC's own mnist_autoencoder has two 'loss' layers);
+                # lookups by name, weight loading included, then see the last one.
+                logger.warning("Layer name '%s' is used more than once in net '%s'; lookups "
+                               "by name (weights, net.params) use the last one", lp.name,
+                               param.name)
             names.add(lp.name)
             lp.phase = self.phase
             if lp.propagate_down and len(lp.propagate_down) != len(lp.bottom):

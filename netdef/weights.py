@@ -273,12 +273,18 @@ def _load_hdf5(path):
         handle = h5py.File(path, "r")
     except OSError as exc:
         raise WeightsError(f"{path}: an HDF5 file that cannot be opened: {exc}") from None
-    with handle:
-        data = handle.get("data")
-        if not isinstance(data, h5py.Group):
-            raise WeightsError(f"{path}: not a caffemodel: {_describe_hdf5(handle)}")
-        out = []
-        _collect_hdf5_layers(data, "", out, path)
+    try:
+        with handle:
+            data = handle.get("data")
+            if not isinstance(data, h5py.Group):
+                raise WeightsError(f"{path}: not a caffemodel: {_describe_hdf5(handle)}")
+            out = []
+            _collect_hdf5_layers(data, "", out, path)
+    except WeightsError:
+        raise
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
+        # h5py reports damaged internals (bad headers, checksums) as any of these
+        raise WeightsError(f"{path}: a damaged HDF5 file: {exc}") from None
     return out
 
 

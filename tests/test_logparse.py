@@ -12,7 +12,32 @@ from netdef.logparse import line_time, parse_log, save_csv_files
 from tests.shared import DATA, ROOT, need
 
 REAL_LOG = os.path.join(DATA, "logs", "caffe_lenet_fashion_mnist.log")
-OUR_LOG = os.path.join(ROOT, "examples", "mnist", "train.log")
+TINY_NET = """
+name: "tiny"
+layer { name: "data" type: "DummyData" top: "data" top: "label"
+        dummy_data_param { shape { dim: 8 dim: 5 } shape { dim: 8 }
+                           data_filler { type: "gaussian" } data_filler { type: "constant" } } }
+layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip"
+        inner_product_param { num_output: 3 weight_filler { type: "gaussian" std: 0.1 } } }
+layer { name: "acc" type: "Accuracy" bottom: "ip" bottom: "label" top: "accuracy"
+        include { phase: TEST } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }
+"""
+
+
+@pytest.fixture(scope="module")
+def our_log(tmp_path_factory):
+    """A real `netdef train` log: display every iteration, a test every 2."""
+    folder = tmp_path_factory.mktemp("ourlog")
+    (folder / "net.prototxt").write_text(TINY_NET)
+    (folder / "solver.prototxt").write_text(
+        f'net: "{folder}/net.prototxt"\ntest_iter: 1\ntest_interval: 2\nbase_lr: 0.1\n'
+        f'lr_policy: "fixed"\ndisplay: 1\nmax_iter: 4\nsnapshot_after_train: false\n')
+    out = netdef_cli("train", f"--solver={folder}/solver.prototxt")
+    assert out.returncode == 0, out.stderr
+    path = folder / "train.log"
+    path.write_text(out.stderr)
+    return str(path)
 
 
 def netdef_cli(*args):
@@ -65,12 +90,13 @@ def test_csv_files_as_caffe_writes_them(tmp_path):
     assert last == "10000.0,381.976523,0.00596843,0.8965,0.317321"
 
 
-def test_our_own_training_log():
-    train, test = parse_log(OUR_LOG)
-    assert [r["NumIters"] for r in train] == [0.0, 100.0]
-    assert train[1]["loss"] == 0.640041
-    # a single test row: Caffe's script drops it, we keep it
-    assert len(test) == 1 and test[0]["accuracy"] == 0.0995
+def test_our_own_training_log(our_log):
+    train, test = parse_log(our_log)
+    assert [r["NumIters"] for r in train] == [0.0, 1.0, 2.0, 3.0]
+    assert all(r["LearningRate"] == 0.1 for r in train)
+    assert all(r["loss"] > 0 for r in train)
+    assert [r["NumIters"] for r in test] == [0.0, 2.0, 4.0]
+    assert all(0.0 <= r["accuracy"] <= 1.0 for r in test)
 
 
 def test_year_rollover_and_prefix_forms(tmp_path):

@@ -161,13 +161,17 @@ def test_errors_name_layer_and_blob():
         Net('layer { name: "c" type: "Convolutoin" }', phase="TEST")
     with pytest.raises(LayerError, match="'r'.*unknown bottom blob 'nope'"):
         Net('layer { name: "r" type: "ReLU" bottom: "nope" top: "r" }', phase="TEST")
-    with pytest.raises(LayerError, match="duplicate layer name"):
-        Net('layer { name: "a" type: "Input" top: "x" input_param { shape { dim: 1 } } }\n'
-            'layer { name: "a" type: "ReLU" bottom: "x" top: "y" }', phase="TEST")
     with pytest.raises(LayerError, match="produced by multiple layers"):
         Net('layer { name: "a" type: "Input" top: "x" input_param { shape { dim: 1 } } }\n'
             'layer { name: "b" type: "Input" top: "x" input_param { shape { dim: 1 } } }',
             phase="TEST")
+
+
+def test_duplicate_layer_names_are_accepted_as_caffe_does(caplog):
+    net = Net('layer { name: "a" type: "Input" top: "x" input_param { shape { dim: 1 } } }\n'
+              'layer { name: "a" type: "ReLU" bottom: "x" top: "y" }', phase="TEST")
+    assert net.layer_dict["a"].type == "ReLU"
+    assert "used more than once" in caplog.text
 
 
 def test_save_and_copy_from_round_trip(tmp_path):

@@ -64,8 +64,16 @@ def _looks_numeric(arg):
         return False
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors end in the one ``netdef: error:`` line (exit 2)."""
+
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        self.exit(2, f"netdef: error: {self.prog}: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser(tools):
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="netdef",
         description="Caffe's command-line tools, reborn in Python.",
     )
@@ -110,6 +118,12 @@ def main(argv=None):
         for line in lines[1:]:
             print(line, file=sys.stderr)
         return exc.exit_code
+    except MemoryError:
+        if debug:
+            raise
+        print("netdef: error: out of memory (the net or data is larger than this machine "
+              "can hold; reduce the batch size or input shape)", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("netdef: interrupted", file=sys.stderr)
         return 130

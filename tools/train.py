@@ -17,7 +17,9 @@ def add_arguments(p):
                    help="comma-separated caffemodels to initialise from (fine-tuning); "
                         "replaces the solver's `weights`")
     p.add_argument("--snapshot", default="",
-                   help="a .solverstate (.solverstate.h5) to resume training from")
+                   help="a .solverstate (.solverstate.h5) to resume training from; the "
+                        ".solverstate.netdef written beside it (if any) also restores the data "
+                        "cursors and random streams, so the run continues exactly")
     p.add_argument("--sigint_effect", default="stop", choices=EFFECTS,
                    help="what SIGINT (Ctrl-C) and SIGTERM do: stop (after a snapshot, when "
                         "snapshot_after_train), snapshot, or none (default: stop)")

@@ -45,6 +45,24 @@ def load_hdf5_arrays(path, names):
         f = h5py.File(path, "r")
     except OSError as exc:
         raise DataError(f"cannot open HDF5 file {path!r}: {exc}") from None
+    try:
+        arrays = _read_datasets(f, path, names)
+    except DataError:
+        raise
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
+        # h5py reports damaged internals (bad headers, checksums) as any of these
+        raise DataError(f"HDF5 file {path!r} is damaged: {exc}") from None
+    rows = arrays[0].shape[0] if arrays else 0
+    for name, arr in zip(names, arrays):
+        if arr.shape[0] != rows:
+            raise DataError(f"HDF5 file {path!r}: dataset {name!r} has {arr.shape[0]} rows, "
+                            f"{names[0]!r} has {rows}; every dataset needs the same rows")
+    if rows == 0:
+        raise DataError(f"HDF5 file {path!r}: dataset {names[0]!r} has no rows")
+    return arrays
+
+
+def _read_datasets(f, path, names):
     arrays = []
     with f:
         for name in names:
@@ -60,13 +78,6 @@ def load_hdf5_arrays(path, names):
                 raise DataError(f"HDF5 dataset {name!r} in {path!r} is a scalar; it needs "
                                 "at least one axis (rows)")
             arrays.append(np.ascontiguousarray(ds[()], dtype=np.float32))
-    rows = arrays[0].shape[0] if arrays else 0
-    for name, arr in zip(names, arrays):
-        if arr.shape[0] != rows:
-            raise DataError(f"HDF5 file {path!r}: dataset {name!r} has {arr.shape[0]} rows, "
-                            f"{names[0]!r} has {rows}; every dataset needs the same rows")
-    if rows == 0:
-        raise DataError(f"HDF5 file {path!r}: dataset {names[0]!r} has no rows")
     return arrays
 
 

@@ -40,6 +40,9 @@ def read_image_list(path):
         except ValueError:
             raise DataError(f"{path}:{number}: label {label!r} is not an integer "
                             f"(line {line!r})") from None
+        if not -2**31 <= value < 2**31:
+            raise DataError(f"{path}:{number}: label {value} does not fit a Datum's 32-bit "
+                            f"label (line {line!r})")
         entries.append((name, value, number))
     return entries
 

@@ -52,8 +52,9 @@ def read_image(path, color=COLOR):
     try:
         with open(path, "rb") as f:
             data = f.read()
-    except OSError as exc:
-        raise DataError(f"cannot read image {path!r}: {exc.strerror or exc}") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        raise DataError(f"cannot read image {path!r}: {getattr(exc, 'strerror', None) or exc}"
+                        ) from None
     return decode_image(data, color, name=f"image {path!r}")
 
 

@@ -7,6 +7,7 @@ directory next to the target, which is renamed into place once everything is com
 so an interrupted conversion never leaves a half-written database under the real name.
 """
 
+import contextlib
 import os
 import shutil
 import threading
@@ -56,9 +57,36 @@ def _acquire_env(path):
                                 max_readers=512, subdir=True)
             except lmdb.Error as exc:
                 raise DataError(f"{path!r} is not a readable LMDB: {exc}") from None
+            try:
+                _check_not_truncated(env, path)
+            except DataError:
+                env.close()
+                raise
             entry = _envs[real] = [env, 0]
         entry[1] += 1
         return real, entry[0]
+
+
+def _check_not_truncated(env, path):
+    """A data.mdb shorter than its last used page would be read past its end through the
+    memory map, which kills the process with SIGBUS; refuse it instead."""
+    try:
+        need = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
+    except lmdb.Error as exc:
+        raise DataError(f"{path!r} is not a readable LMDB: {exc}") from None
+    have = os.path.getsize(os.path.join(path, "data.mdb"))
+    if have < need:
+        raise DataError(f"LMDB {path!r} is truncated: data.mdb has {have} bytes but its "
+                        f"pages reach to byte {need} (an interrupted copy or write?)")
+
+
+@contextlib.contextmanager
+def _damage_is_data_error(path):
+    """Turn LMDB's reports of damaged pages into DataError naming the database."""
+    try:
+        yield
+    except lmdb.Error as exc:
+        raise DataError(f"LMDB {path!r} is damaged: {exc}") from None
 
 
 def _release_env(real):
@@ -97,7 +125,7 @@ class LMDBReader:
 
     def first(self):
         """The first (key, value) without moving this reader's cursor."""
-        with self._env.begin(buffers=False) as txn:
+        with _damage_is_data_error(self.path), self._env.begin(buffers=False) as txn:
             cur = txn.cursor()
             if not cur.first():
                 raise DataError(f"LMDB {self.path!r} is empty: it holds no records")
@@ -106,7 +134,9 @@ class LMDBReader:
     def _open_cursor(self):
         self._txn = self._env.begin(buffers=False)
         self._cursor = self._txn.cursor()
-        if not self._cursor.first():
+        with _damage_is_data_error(self.path):
+            found = self._cursor.first()
+        if not found:
             raise DataError(f"LMDB {self.path!r} is empty: it holds no records")
 
     def next(self):
@@ -114,9 +144,10 @@ class LMDBReader:
         if self._cursor is None:
             self._open_cursor()
         cur = self._cursor
-        item = cur.key(), cur.value()
-        if not cur.next():
-            cur.first()
+        with _damage_is_data_error(self.path):
+            item = cur.key(), cur.value()
+            if not cur.next():
+                cur.first()
         return item
 
     def skip(self, n):
@@ -134,13 +165,14 @@ class LMDBReader:
             self._txn = self._cursor = None
         self._open_cursor()
         cur = self._cursor
-        for _ in range(int(index) % self.entries):
-            if not cur.next():
-                cur.first()
+        with _damage_is_data_error(self.path):
+            for _ in range(int(index) % self.entries):
+                if not cur.next():
+                    cur.first()
 
     def __iter__(self):
         """One pass over every record in key order (independent of the cursor)."""
-        with self._env.begin(buffers=False) as txn:
+        with _damage_is_data_error(self.path), self._env.begin(buffers=False) as txn:
             yield from txn.cursor()
 
     def close(self):

@@ -11,6 +11,7 @@ from google.protobuf.message import DecodeError
 
 from ..errors import DataError
 from ..proto import caffe_pb2
+from ..prototxt import sniff_magic
 from .datum import datum_to_chw, parse_datum
 
 
@@ -54,6 +55,13 @@ def read_blobproto(path):
             raw = f.read()
     except OSError as exc:
         raise DataError(f"cannot read {path!r}: {exc.strerror or exc}") from None
+    if not raw:
+        raise DataError(f"{path!r} is not a binary BlobProto: the file is empty")
+    magic = sniff_magic(raw[:16])
+    if magic:
+        hint = (" (load it with numpy and give its per-channel means as mean_value, or save "
+                "it as a BlobProto)" if "NumPy" in magic else "")
+        raise DataError(f"{path!r} is not a binary BlobProto: the file is {magic}{hint}")
     blob = caffe_pb2.BlobProto()
     try:
         blob.ParseFromString(raw)

@@ -14,6 +14,12 @@ column buffer is allocated in ``reshape`` and reused; minibatches whose column m
 would exceed ``COL_BUFFER_LIMIT`` floats are processed in chunks of images.  A 1x1,
 stride-1, unpadded convolution needs no im2col: its column matrix is the input itself.
 
+A second route, Winograd F(2x2, 3x3) (kernels/winograd.py), serves ungrouped 3x3
+stride-1 undilated 2-D convolutions: their forward and data gradient (the weight
+gradient stays on the GEMM).  ``NETDEF_CONV_ALGO`` = ``gemm`` | ``winograd`` forces one
+(where it applies); unset or ``auto``, the first forward of each layer shape times both
+and the faster is kept for that shape (cached per process).
+
 Deconvolution is the transpose: its forward is Convolution's data gradient (col2im,
 with the bias folded into col2im's first write), its data gradient is Convolution's
 forward.  Both share one weight layout, (conv-output channels, conv-input channels /
@@ -21,11 +27,15 @@ group, *kernel): (num_output, C/g, ...) for Convolution, (C, num_output/g, ...) 
 Deconvolution.
 """
 
+import os
+import time
+
 import numpy as np
 
 from ..errors import LayerError, ShapeError
 from ..fillers import fill
 from ..kernels import conv as K
+from ..kernels import winograd as WG
 from ..layer import Layer, register
 from .shape import canonical_axis
 
@@ -33,6 +43,28 @@ from .shape import canonical_axis
 COL_BUFFER_LIMIT = 1 << 25
 
 _NO_BIAS = np.zeros(0, np.float32)
+
+ALGO_ENV = "NETDEF_CONV_ALGO"
+# (N, C, H, W, num_output, pad_h, pad_w, phase) -> "gemm" | "winograd", decided by timing
+_ALGO_CHOICE = {}
+
+
+def requested_algorithm():
+    """The algorithm the environment asks for: "gemm", "winograd" or "auto"."""
+    algo = os.environ.get(ALGO_ENV, "auto").strip().lower() or "auto"
+    if algo not in ("auto", "gemm", "winograd"):
+        raise LayerError(f"{ALGO_ENV}={algo!r}: expected gemm, winograd or auto")
+    return algo
+
+
+def _best_of(fn, repeat=2):
+    fn()                                # first call: compile / load, warm caches
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
 
 
 # -- geometry ------------------------------------------------------------------
@@ -198,6 +230,9 @@ class _ConvolutionBase(Layer):
             if self.bias_term:
                 fill(self.new_param_blob((self.num_output,)).data, p.bias_filler, self.rng)
         self.param_propagate_down = [True] * len(self.blobs)
+        self.winograd_ok = (not self.transposed and self.kernel == (3, 3)
+                            and self.stride == (1, 1) and self.dilation == (1, 1)
+                            and self.group == 1 and max(self.pad) <= 2)
         self._col = np.zeros(0, np.float32)
         self._cs = np.zeros(0, np.float32)
         self._dw = np.zeros((self.col_group, self.k_group), np.float32)
@@ -232,6 +267,8 @@ class _ConvolutionBase(Layer):
         if self._geometry_key == (self.num, in_spatial):
             return
         self._geometry_key = (self.num, in_spatial)
+        self.algo = None            # chosen at the first forward of this shape
+        self._wg_fwd = self._wg_bwd = None
         self.ops = _ColumnOps(self.kernel, self.stride, self.pad, self.dilation,
                               image_spatial, col_spatial)
         rows = self.c_image * self.kernel_count
@@ -352,20 +389,76 @@ class Convolution(_ConvolutionBase):
     """
 
     def forward(self, bottom, top):
+        if self.algo is None:
+            self.algo = self._choose_algorithm(bottom[0], top[0])
+        if self.algo == "winograd":
+            for b, t in zip(bottom, top, strict=True):
+                self._winograd_forward(b, t)
+            self._col_holds = None
+            return
         single = self.chunk >= self.num
         for i, (b, t) in enumerate(zip(bottom, top, strict=True)):
-            for n0, n1 in self._chunks():
-                self._forward_product(self._views(b, n0, n1, self.c_image, self.p_image),
-                                      self._views(t, n0, n1, self.c_col, self.p_col),
-                                      self._bias())
+            self._gemm_forward(b, t)
             self._col_holds = i if single and not self.is_1x1 else None
+
+    def _gemm_forward(self, b, t):
+        for n0, n1 in self._chunks():
+            self._forward_product(self._views(b, n0, n1, self.c_image, self.p_image),
+                                  self._views(t, n0, n1, self.c_col, self.p_col),
+                                  self._bias())
+
+    # -- the Winograd route ------------------------------------------------------
+    def _image_4d(self, blob, channels, diff=False):
+        arr = blob.diff if diff else blob.data
+        return arr.reshape((self.num, channels) + blob.shape[self.channel_axis + 1:])
+
+    def _winograd_forward(self, b, t):
+        x = self._image_4d(b, self.c_image)
+        y = self._image_4d(t, self.c_col)
+        if self._wg_fwd is None:
+            self._wg_fwd = WG.Workspace(self.num, self.c_image, self.c_col, *y.shape[2:])
+        WG.conv3x3(x, self.blobs[0].data, self._bias(), y, *self.pad, self._wg_fwd)
+
+    def _winograd_data_gradient(self, t, b):
+        """dbottom = dtop convolved with the flipped, transposed filters, pad 2 - pad."""
+        dy = self._image_4d(t, self.c_col, diff=True)
+        dx = self._image_4d(b, self.c_image, diff=True)
+        if self._wg_bwd is None:
+            self._wg_bwd = WG.Workspace(self.num, self.c_col, self.c_image, *dx.shape[2:])
+        WG.conv3x3(dy, WG.flip_filters(self.blobs[0].data), _NO_BIAS, dx,
+                   2 - self.pad[0], 2 - self.pad[1], self._wg_bwd)
+
+    def _choose_algorithm(self, b, t):
+        """"gemm" or "winograd" for this layer shape: forced by the environment, else the
+        faster forward (in training, Winograd also pays the im2col the weight gradient
+        then needs, which the GEMM forward leaves behind for free)."""
+        algo = requested_algorithm()
+        if not self.winograd_ok or algo == "gemm":
+            return "gemm"
+        if algo == "winograd":
+            return "winograd"
+        key = (self.num, self.c_image) + b.shape[self.channel_axis + 1:] + (
+            self.c_col,) + self.pad + (self.phase,)
+        if key not in _ALGO_CHOICE:
+            gemm = _best_of(lambda: self._gemm_forward(b, t))
+            wino = _best_of(lambda: self._winograd_forward(b, t))
+            if self.phase == 0:
+                image = self._views(b, 0, self.chunk, self.c_image, self.p_image)
+                col, _ = self._buffers(image.shape[0])
+                wino += _best_of(lambda: self._image_to_col(image, col)) * (
+                    self.num / image.shape[0])
+            _ALGO_CHOICE[key] = "winograd" if wino < gemm else "gemm"
+        return _ALGO_CHOICE[key]
 
     def backward(self, top, propagate_down, bottom):
         want_w, want_b = self._weight_grad_wanted(), self._bias_grad_wanted()
         bias_diff = self.blobs[1].diff if want_b else _NO_BIAS
         single = self.chunk >= self.num
+        winograd = self.algo == "winograd"
         for i, (t, b) in enumerate(zip(top, bottom, strict=True)):
-            if not (want_w or want_b or propagate_down[i]):
+            if winograd and propagate_down[i]:
+                self._winograd_data_gradient(t, b)
+            if not (want_w or want_b or (propagate_down[i] and not winograd)):
                 continue
             for n0, n1 in self._chunks():
                 col, cs = self._buffers(n1 - n0)
@@ -377,7 +470,7 @@ class Convolution(_ConvolutionBase):
                         self._image_to_col(image, col)
                         self._col_holds = i if single else None
                     self._accumulate_weight_diff(col, cs)
-                if propagate_down[i]:
+                if propagate_down[i] and not winograd:
                     self._col_holds = None      # the data gradient reuses the column buffer
                     dbottom = self._views(b, n0, n1, self.c_image, self.p_image, diff=True)
                     self._transpose_product(cs, dbottom, _NO_BIAS, source=dtop)

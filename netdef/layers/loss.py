@@ -62,6 +62,7 @@ class LossLayer(Layer):
 
     exact_num_bottom_blobs = 2
     exact_num_top_blobs = 1
+    auto_top_blobs = True  # as Caffe's LossLayer: a loss layer with no top still counts
     no_gradient_bottoms = (1,)  # labels
 
     def default_loss_weight(self, top_index):

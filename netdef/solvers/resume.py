@@ -41,10 +41,19 @@ def sidecar_path(state_path):
     return base + SUFFIX
 
 
+def _keyed_layers(net):
+    """(key, layer): the layer's name; a repeated name (Caffe allows them) gets "#k"."""
+    seen = {}
+    for name, layer in zip(net._layer_names, net.layers):
+        k = seen.get(name, 0)
+        seen[name] = k + 1
+        yield (name if k == 0 else f"{name}#{k}"), layer
+
+
 def collect_net(net):
     """{layer name: {"type", "state"}} for every layer with state outside its blobs."""
     out = {}
-    for name, layer in net.layer_dict.items():
+    for name, layer in _keyed_layers(net):
         get = getattr(layer, "get_resume_state", None)
         if get is not None:
             state = get()
@@ -58,8 +67,9 @@ def collect_net(net):
 
 def restore_net(net, states, where):
     """Hand each saved state back to the layer of the same name and type."""
+    layers = dict(_keyed_layers(net))
     for name, entry in states.items():
-        layer = net.layer_dict.get(name)
+        layer = layers.get(name)
         if layer is None or layer.type != entry.get("type"):
             logger.warning("%s: no %s layer named '%s' in this net; its saved state is "
                            "ignored", where, entry.get("type"), name)

@@ -13,6 +13,7 @@ import pytest
 
 from netdef.errors import UsageError
 from netdef.solvers import SignalHandler, Solver
+from netdef.weights import load_weights
 from tests.solvers.tiny import DUMMY_NET, capture_log, netdef_cli, solver_param
 
 SOLVER = ('net: "net.prototxt"\nbase_lr: 0.01\nmomentum: 0.9\nlr_policy: "fixed"\n'
@@ -84,6 +85,16 @@ def test_sigint_snapshots_exits_zero_and_the_snapshot_resumes(tmp_path):
                      out.stderr)
     assert "Iteration 0 " not in out.stderr
     assert "Optimization Done." in out.stderr
+
+    # The same number of iterations without the interruption: the very same weights.
+    (tmp_path / "ref.prototxt").write_text(SOLVER.replace('"run"', '"ref"'))
+    out = netdef_cli("train", "--solver=ref.prototxt", f"--iterations={end}", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    resumed = dict(load_weights(str(tmp_path / f"run_iter_{end}.caffemodel")))
+    straight = dict(load_weights(str(tmp_path / f"ref_iter_{end}.caffemodel")))
+    for name in ("ip1", "ip2"):
+        for a, b in zip(resumed[name], straight[name]):
+            np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.slow

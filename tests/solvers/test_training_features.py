@@ -15,7 +15,6 @@ from netdef.solvers import Solver
 from netdef.weights import save_caffemodel
 from tests.solvers.tiny import (
     DUMMY_NET,
-    EUCLID_NET,
     capture_log,
     netdef_cli,
     prevent_snapshots,

@@ -1,0 +1,79 @@
+"""Thread policy: how many threads BLAS and numba get, and which numba threading layer.
+
+Decided once, when this module is first imported (``import netdef`` does it first),
+through environment defaults (a value the user set always wins), because OpenBLAS
+reads its thread count when numpy loads it and numba fixes its pool size when the
+first parallel kernel starts.
+
+Measured (docs/performance.md): on a 2-core machine shared with other work, letting
+OpenBLAS use 2 threads made LeNet and CIFAR10-quick training steps 3-5x slower than one
+BLAS thread (its threads spin waiting for a core that numba's threads or other
+processes hold), while 2 numba threads cost little and sometimes helped.  So:
+
+* up to ``SMALL_MACHINE`` cores: one BLAS thread, numba on every core;
+* bigger machines: BLAS and numba each on every core.  Both pools sleep when idle
+  (OpenBLAS's thread timeout, passive OpenMP waits), so they take turns rather than
+  fight: the GEMMs and the glue kernels never run at the same time.
+
+Numba's threading layer is OpenMP when numba can load it (a parallel region starts in
+3-5 us, against ~50 us for TBB and ~120 us for the workqueue; netdef launches many
+short kernels), else whatever numba picks.
+"""
+
+import os
+
+SMALL_MACHINE = 4
+
+
+def available_cpus():
+    """CPUs this process may run on (the affinity mask, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def default_threads(cpus):
+    """(BLAS threads, numba threads) for a machine with ``cpus`` usable cores."""
+    cpus = max(1, int(cpus))
+    if cpus <= SMALL_MACHINE:
+        return 1, cpus
+    return cpus, cpus
+
+
+def configure_environment(environ=None):
+    """Set the thread defaults in ``environ`` (os.environ); call before numpy loads."""
+    env = os.environ if environ is None else environ
+    # Idle pool threads must sleep, not spin, or the two pools steal each other's cores.
+    env.setdefault("OPENBLAS_THREAD_TIMEOUT", "1")
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    blas, numba_threads = default_threads(available_cpus())
+    if "OMP_NUM_THREADS" not in env:        # OpenBLAS falls back to OMP_NUM_THREADS
+        env.setdefault("OPENBLAS_NUM_THREADS", str(blas))
+    env.setdefault("NUMBA_NUM_THREADS", str(numba_threads))
+    if "NUMBA_THREADING_LAYER" not in env:
+        _prefer_omp()
+
+
+def _prefer_omp():
+    """Make OpenMP numba's threading layer when it loads (numba reads its own
+    environment when imported, so this sets numba's config; the pool starts later)."""
+    try:
+        import numba
+        from numba.np.ufunc import omppool  # noqa: F401
+    except Exception:
+        return
+    numba.config.THREADING_LAYER = "omp"
+
+
+def describe():
+    """The effective settings, for benchmarks and bug reports."""
+    import numba
+
+    return {"cpus": available_cpus(),
+            "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "(unset)"),
+            "NUMBA_NUM_THREADS": numba.config.NUMBA_NUM_THREADS,
+            "numba_threading_layer": numba.config.THREADING_LAYER}
+
+
+configure_environment()
