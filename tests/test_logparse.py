@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from netdef.logparse import line_time, parse_log, save_csv_files
-from tests.shared import DATA, ROOT, need
+from tests.shared import DATA, need
 
 REAL_LOG = os.path.join(DATA, "logs", "caffe_lenet_fashion_mnist.log")
 TINY_NET = """
