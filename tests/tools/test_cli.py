@@ -127,3 +127,8 @@ def test_python_layers_need_opt_in_on_the_command_line(tmp_path):
     allowed = netdef("time", f"--model={m}", "--iterations=1", "--allow-python-layers",
                      cwd=tmp_path, env=env)
     assert allowed.returncode == 0, allowed.stderr
+
+
+def test_device_query_describes_the_cpu():
+    out = netdef("device_query")
+    assert out.returncode == 0 and "Device: CPU" in out.stdout
