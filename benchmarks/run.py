@@ -173,7 +173,8 @@ def main():
         return 0
 
     print("== machine ==")
-    for k, v in blas_info().items():
+    torch_env = dict(os.environ)    # before netdef's thread policy edits this process's
+    for k, v in blas_info().items():   # environment: PyTorch keeps its own defaults
         print(f"  {k}: {v}")
     print(f"  PyTorch threads: {args.threads}")
     with tempfile.TemporaryDirectory() as cache:
@@ -188,7 +189,7 @@ def main():
     print(f"  netdef : {warm['images_per_s']:8.0f} images/s  ({warm['ms_per_iter']:.2f} ms/iter, "
           f"CPU {warm['cpu_ms_per_iter']:.2f} ms/iter)")
     print(f"  convolution algorithms: {warm['conv_algorithms']}")
-    torch_res = run_worker("torch", args)
+    torch_res = run_worker("torch", args, torch_env)
     if "error" not in torch_res:
         ratio = warm["images_per_s"] / torch_res["images_per_s"]
         print(f"  PyTorch {torch_res['version']}: {torch_res['images_per_s']:8.0f} images/s  "

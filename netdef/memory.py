@@ -8,6 +8,7 @@ smaller of the memory the kernel reports as available and what the address-space
 
 import os
 import resource
+import sys
 import threading
 
 from .errors import MemoryLimitError
@@ -52,31 +53,48 @@ _SMALL = 64 << 20
 _running = threading.local()
 
 
-def begin_estimate(what):
+def begin_estimate(what, depth=0):
     """Start adding up the blob allocations of ``what`` (a net being built).
 
     Fresh zeroed buffers cost nothing until touched, so each blob on its own can fit
     while all of them together cannot; the running total is held against the memory
-    that was available when the build began."""
+    that was available when the build began.  The estimate lasts while the caller
+    (``depth`` > 0: the function that many frames further up) is still running."""
+    frame = sys._getframe(depth + 1)
+    _running.frame = (id(frame), frame.f_code)
     _running.what = what
     _running.total = 0
     _running.free = available_bytes()
 
 
+def _building():
+    """True while the build that began the estimate is still on this thread's stack."""
+    marker = getattr(_running, "frame", None)
+    if marker is None:
+        return False
+    frame = sys._getframe(2)
+    while frame is not None:
+        if id(frame) == marker[0] and frame.f_code is marker[1]:
+            return True
+        frame = frame.f_back
+    _running.frame = None  # that build is over: later allocations stand alone
+    return False
+
+
 def check_allocation(nbytes, what):
     """Raise MemoryLimitError naming ``what`` when ``nbytes`` exceeds what is available,
     or when the running total of the net being built does."""
-    total = getattr(_running, "total", None)
-    if total is not None:
-        total = _running.total = total + nbytes
+    total = None
+    if _building():
+        total = _running.total = _running.total + nbytes
     if nbytes < _SMALL and (total is None or total < _SMALL):
         return  # small requests are never the problem; skip the lookup
     free = available_bytes()
     if free is not None and nbytes > free:
         raise MemoryLimitError(f"{what} needs {human(nbytes)} ({nbytes:,} bytes) but only "
                                f"{human(free)} of memory is available")
-    budget = getattr(_running, "free", None)
-    if total is not None and budget is not None and total > budget:
+    budget = _running.free if total is not None else None
+    if budget is not None and total > budget:
         raise MemoryLimitError(f"{_running.what} needs at least {human(total)} for its blobs "
                                f"(data + diff, reached at {what}) but only {human(budget)} "
                                "of memory is available")

@@ -51,4 +51,4 @@ def check_finite_numbers(net_param):
 def check_before_build(net_param):
     """Whole-net checks, and the start of the net's memory estimate (netdef/memory.py)."""
     check_finite_numbers(net_param)
-    begin_estimate(f"net '{net_param.name or '<unnamed>'}'")
+    begin_estimate(f"net '{net_param.name or '<unnamed>'}'", depth=1)

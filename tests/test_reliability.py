@@ -161,3 +161,44 @@ def test_mean_file_of_another_kind_is_named(name, what):
 
     with pytest.raises(DataError, match=what):
         read_mean_file(need(os.path.join(DATA, name)))
+
+
+def _relu_chain(n, count):
+    text = (f'name: "chain" layer {{ name: "data" type: "Input" top: "data" input_param {{ '
+            f'shape {{ dim: {count} }} }} }}')
+    bottom = "data"
+    for i in range(n):
+        text += (f' layer {{ name: "r{i}" type: "ReLU" bottom: "{bottom}" top: "r{i}" }}')
+        bottom = f"r{i}"
+    return text
+
+
+def test_the_whole_net_is_held_against_memory(monkeypatch):
+    import netdef.memory as memory
+    from netdef.blob import Blob
+
+    monkeypatch.setattr(memory, "available_bytes", lambda: 100 << 20)
+    four_million = 4_000_000  # 32 MB per blob (data + diff): each fits, four do not
+    with pytest.raises(MemoryLimitError, match=r"net 'chain' needs at least .* for its blobs"):
+        Net(_relu_chain(3, four_million), phase="TEST")
+    Net(_relu_chain(1, four_million), phase="TEST")
+    # once the build is over, later blobs are judged on their own
+    Blob((four_million,)), Blob((four_million,)), Blob((four_million,))
+
+
+def test_damaged_lmdb_header_is_refused_not_a_sigbus(tmp_path):
+    """A flipped bit in the meta page's page counts (found by the fuzzer: walking the
+    tree it described read past the end of data.mdb, a SIGBUS)."""
+    from netdef.data.lmdb_io import open_reader
+
+    db = _copy_lmdb(tmp_path)
+    data = bytearray((db / "data.mdb").read_bytes())
+    # both meta pages: header (16) + magic, version, address, mapsize (24) + the free DB
+    # (48) + the main DB's pad/flags/depth/branch_pages (16) = its leaf_pages, whose
+    # top byte we set
+    for page in (0, 4096):
+        data[page + 16 + 24 + 48 + 16 + 6] = 0x40
+    (db / "data.mdb").write_bytes(bytes(data))
+    with pytest.raises(DataError, match="damaged"):
+        with open_reader(str(db), "lmdb") as reader:
+            list(reader)

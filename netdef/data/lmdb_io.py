@@ -13,6 +13,7 @@ import shutil
 import threading
 
 import lmdb
+import numpy as np
 
 from ..errors import DataError
 
@@ -71,9 +72,15 @@ def _check_not_truncated(env, path):
     """A data.mdb shorter than its last used page would be read past its end through the
     memory map, which kills the process with SIGBUS; refuse it instead."""
     try:
-        need = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
+        last, stat = env.info()["last_pgno"], env.stat()
     except lmdb.Error as exc:
         raise DataError(f"{path!r} is not a readable LMDB: {exc}") from None
+    need = (last + 1) * stat["psize"]
+    used = stat["branch_pages"] + stat["leaf_pages"] + stat["overflow_pages"]
+    if used > last + 1 or stat["depth"] > 64:
+        # a damaged meta page: walking the tree it describes can read outside the file
+        raise DataError(f"LMDB {path!r} is damaged: its header counts {used} pages in a "
+                        f"file of {last + 1}")
     have = os.path.getsize(os.path.join(path, "data.mdb"))
     if have < need:
         raise DataError(f"LMDB {path!r} is truncated: data.mdb has {have} bytes but its "
@@ -87,6 +94,23 @@ def _damage_is_data_error(path):
         yield
     except lmdb.Error as exc:
         raise DataError(f"LMDB {path!r} is damaged: {exc}") from None
+
+
+def _map_bounds(real):
+    """(first, end) address of data.mdb's bytes in this process's memory map, or None
+    where the map cannot be read (then records are copied unchecked)."""
+    data = os.path.join(real, "data.mdb")
+    try:
+        size = os.path.getsize(data)
+        with open("/proc/self/maps") as f:
+            for line in f:
+                parts = line.split(maxsplit=5)
+                if len(parts) == 6 and parts[5].strip() == data and int(parts[2], 16) == 0:
+                    start = int(parts[0].split("-")[0], 16)
+                    return start, start + size
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 def _release_env(real):
@@ -113,6 +137,7 @@ class LMDBReader:
         _check_lmdb_path(path)
         self.path = path
         self._real, self._env = _acquire_env(path)
+        self._bounds = _map_bounds(self._real)
         self._txn = None
         self._cursor = None
         self.entries = self._env.stat()["entries"]
@@ -125,14 +150,14 @@ class LMDBReader:
 
     def first(self):
         """The first (key, value) without moving this reader's cursor."""
-        with _damage_is_data_error(self.path), self._env.begin(buffers=False) as txn:
+        with _damage_is_data_error(self.path), self._env.begin(buffers=True) as txn:
             cur = txn.cursor()
             if not cur.first():
                 raise DataError(f"LMDB {self.path!r} is empty: it holds no records")
-            return cur.key(), cur.value()
+            return self._copy(cur.key()), self._copy(cur.value())
 
     def _open_cursor(self):
-        self._txn = self._env.begin(buffers=False)
+        self._txn = self._env.begin(buffers=True)
         self._cursor = self._txn.cursor()
         with _damage_is_data_error(self.path):
             found = self._cursor.first()
@@ -145,7 +170,7 @@ class LMDBReader:
             self._open_cursor()
         cur = self._cursor
         with _damage_is_data_error(self.path):
-            item = cur.key(), cur.value()
+            item = self._copy(cur.key()), self._copy(cur.value())
             if not cur.next():
                 cur.first()
         return item
@@ -172,8 +197,20 @@ class LMDBReader:
 
     def __iter__(self):
         """One pass over every record in key order (independent of the cursor)."""
-        with _damage_is_data_error(self.path), self._env.begin(buffers=False) as txn:
-            yield from txn.cursor()
+        with _damage_is_data_error(self.path), self._env.begin(buffers=True) as txn:
+            for key, value in txn.cursor():
+                yield self._copy(key), self._copy(value)
+
+    def _copy(self, buf):
+        """bytes of a buffer into the memory map, once it is known to lie inside the file:
+        a damaged node can claim data past the end of data.mdb, and touching that through
+        the map would kill the process with SIGBUS."""
+        if self._bounds is not None and len(buf):
+            start = np.frombuffer(buf, np.uint8).ctypes.data
+            if start < self._bounds[0] or start + len(buf) > self._bounds[1]:
+                raise DataError(f"LMDB {self.path!r} is damaged: a record points outside "
+                                "data.mdb")
+        return bytes(buf)
 
     def close(self):
         if self._txn is not None:

@@ -310,16 +310,13 @@ def nc_to_cn(src, dst, bias_diff):
         for n in range(N):
             s = _U((n * C + c) * P)
             d = _U((c * N + n) * P)
-            if with_bias:
-                part = np.float32(0.0)
+            for p in range(_U(P)):
+                df[d + p] = sf[s + p]
+            if with_bias:       # summed from the copy just written (in L1): two simple
+                part = np.float32(0.0)     # loops vectorize better than one fused loop
                 for p in range(_U(P)):
-                    v = sf[s + p]
-                    df[d + p] = v
-                    part += v
+                    part += df[d + p]
                 total += part
-            else:
-                for p in range(_U(P)):
-                    df[d + p] = sf[s + p]
         if with_bias:
             bias_diff[c] += total
 
