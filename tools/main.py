@@ -104,10 +104,12 @@ def main(argv=None):
         parser.print_help()
         return 2
     debug = args.debug or bool(os.environ.get("NETDEF_DEBUG"))
-    from netdef.layers.python_layer import allow_python_layers
+    from netdef.layers import python_layer
 
-    # A prototxt from elsewhere runs no code unless the user says so.
-    allow_python_layers(args.allow_python_layers)
+    # A prototxt from elsewhere runs no code unless the user says so; the switch is put
+    # back afterwards so a program calling main() keeps pycaffe's behaviour.
+    previous = python_layer.python_layers_switch()
+    python_layer.allow_python_layers(args.allow_python_layers)
     try:
         return int(args._run(args) or 0)
     except NetdefError as exc:
@@ -127,6 +129,8 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("netdef: interrupted", file=sys.stderr)
         return 130
+    finally:
+        python_layer.allow_python_layers(previous)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,11 @@ def allow_python_layers(flag: bool):
     _allowed = bool(flag)
 
 
+def python_layers_switch() -> bool:
+    """The switch alone (without the environment variable), to save and restore it."""
+    return _allowed
+
+
 def python_layers_allowed() -> bool:
     """True when the switch is on or the environment variable opts in."""
     return _allowed or os.environ.get(ENV_VAR, "").strip().lower() in ("1", "true", "yes", "on")

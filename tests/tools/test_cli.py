@@ -132,3 +132,12 @@ def test_python_layers_need_opt_in_on_the_command_line(tmp_path):
 def test_device_query_describes_the_cpu():
     out = netdef("device_query")
     assert out.returncode == 0 and "Device: CPU" in out.stdout
+
+
+def test_main_restores_the_python_layer_switch():
+    from netdef.layers import python_layer
+    from netdef.tools.main import main
+
+    assert python_layer.python_layers_switch()
+    main(["device_query"])
+    assert python_layer.python_layers_switch()
