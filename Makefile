@@ -24,11 +24,12 @@ demo: install
 	@grep "Test net output #0" examples/mnist/train.log | tail -1 | sed 's/.*Test net output #0: /Final test /'
 	@ls -l examples/mnist/lenet_iter_10000.caffemodel
 
+# Two test workers share the cores: one BLAS thread each (see netdef/threads.py).
 test: install
-	$(BIN)/python -m pytest -q -n $(JOBS) --durations=15
+	NETDEF_SHARED_CPU=1 $(BIN)/python -m pytest -q -n $(JOBS) --durations=15
 
 test-fast: install
-	$(BIN)/python -m pytest -q -x -n $(JOBS) -m "not slow"
+	NETDEF_SHARED_CPU=1 $(BIN)/python -m pytest -q -x -n $(JOBS) -m "not slow"
 
 bench: install
 	$(BIN)/python benchmarks/run.py

@@ -5,15 +5,16 @@ through environment defaults (a value the user set always wins), because OpenBLA
 reads its thread count when numpy loads it and numba fixes its pool size when the
 first parallel kernel starts.
 
-Measured (docs/performance.md): on a 2-core machine shared with other work, letting
-OpenBLAS use 2 threads made LeNet and CIFAR10-quick training steps 3-5x slower than one
-BLAS thread (its threads spin waiting for a core that numba's threads or other
-processes hold), while 2 numba threads cost little and sometimes helped.  So:
-
-* up to ``SMALL_MACHINE`` cores: one BLAS thread, numba on every core;
-* bigger machines: BLAS and numba each on every core.  Both pools sleep when idle
-  (OpenBLAS's thread timeout, passive OpenMP waits), so they take turns rather than
-  fight: the GEMMs and the glue kernels never run at the same time.
+Measured (docs/performance.md) on 2 cores: with the machine to itself, BLAS and numba
+on both cores trained LeNet at 1.87x PyTorch and CIFAR10-quick at 0.72x, against 1.10x
+and 0.59x with one BLAS thread.  When other processes compete for the cores, OpenBLAS's
+threads spin waiting for a core and the same setting runs 3-5x slower than one BLAS
+thread.  netdef is normally the only heavy process (training is what the machine is
+for), so the default uses every core; ``NETDEF_SHARED_CPU=1`` (or exporting
+``OPENBLAS_NUM_THREADS=1``) picks the contention-proof policy -- the test suite, which
+runs two workers on two cores, uses it.  Both pools sleep when idle (OpenBLAS's thread
+timeout, passive OpenMP waits), so they take turns rather than fight: the GEMMs and the
+glue kernels never run at the same time.
 
 Numba's threading layer is OpenMP when numba can load it (a parallel region starts in
 3-5 us, against ~50 us for TBB and ~120 us for the workqueue; netdef launches many
@@ -21,8 +22,6 @@ short kernels), else whatever numba picks.
 """
 
 import os
-
-SMALL_MACHINE = 4
 
 
 def available_cpus():
@@ -33,12 +32,11 @@ def available_cpus():
         return os.cpu_count() or 1
 
 
-def default_threads(cpus):
-    """(BLAS threads, numba threads) for a machine with ``cpus`` usable cores."""
+def default_threads(cpus, shared=False):
+    """(BLAS threads, numba threads) for ``cpus`` usable cores; ``shared``: other busy
+    processes compete for them."""
     cpus = max(1, int(cpus))
-    if cpus <= SMALL_MACHINE:
-        return 1, cpus
-    return cpus, cpus
+    return (1, cpus) if shared else (cpus, cpus)
 
 
 def configure_environment(environ=None):
@@ -47,7 +45,8 @@ def configure_environment(environ=None):
     # Idle pool threads must sleep, not spin, or the two pools steal each other's cores.
     env.setdefault("OPENBLAS_THREAD_TIMEOUT", "1")
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    blas, numba_threads = default_threads(available_cpus())
+    shared = env.get("NETDEF_SHARED_CPU", "").strip().lower() in ("1", "true", "yes", "on")
+    blas, numba_threads = default_threads(available_cpus(), shared)
     if "OMP_NUM_THREADS" not in env:        # OpenBLAS falls back to OMP_NUM_THREADS
         env.setdefault("OPENBLAS_NUM_THREADS", str(blas))
     env.setdefault("NUMBA_NUM_THREADS", str(numba_threads))
