@@ -20,42 +20,17 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-CIFAR = os.path.join(ROOT, "models", "cifar10_quick", "deploy.prototxt")
 
 # name -> (OPENBLAS_NUM_THREADS, NUMBA_NUM_THREADS)
 POLICIES = {"blas1-numba1": (1, 1), "blas2-numba1": (2, 1), "blas1-numba2": (1, 2),
             "blas2-numba2": (2, 2)}
 
 
-def cifar_bench_net(batch):
-    """CIFAR10-quick's deploy net with a batch of ``batch`` and a softmax loss on top."""
-    from netdef.proto import caffe_pb2
-    from netdef.prototxt import read_net_param
-
-    src = read_net_param(CIFAR)
-    net = caffe_pb2.NetParameter()
-    net.name = "CIFAR10-quick-bench"
-    inp = net.layer.add()
-    inp.name, inp.type = "input", "Input"
-    inp.top.extend(["data", "label"])
-    inp.input_param.shape.add().dim.extend([batch, 3, 32, 32])
-    inp.input_param.shape.add().dim.extend([batch])
-    for layer in src.layer:
-        if layer.type in ("Input", "Softmax"):
-            continue
-        net.layer.add().CopyFrom(layer)
-    loss = net.layer.add()
-    loss.name, loss.type = "loss", "SoftmaxWithLoss"
-    loss.bottom.extend([src.layer[-1].bottom[0], "label"])
-    loss.top.append("loss")
-    return net
-
-
 def worker(net_name, iters):
     import numpy as np
 
     import netdef  # noqa: F401  (thread policy first)
-    from benchmarks.run import lenet_bench_net
+    from benchmarks.nets import cifar_bench_net, lenet_bench_net
     from netdef.proto import caffe_pb2
     from netdef.solvers import Solver
 

@@ -16,27 +16,6 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-LENET = os.path.join(ROOT, "examples", "mnist", "lenet_train_test.prototxt")
-
-
-def lenet_bench_net(batch):
-    """LeNet's train net with Input layers of random data instead of the LMDB."""
-    from netdef.proto import caffe_pb2
-    from netdef.prototxt import read_net_param
-
-    src = read_net_param(LENET)
-    net = caffe_pb2.NetParameter()
-    net.name = "LeNet-bench"
-    inp = net.layer.add()
-    inp.name, inp.type = "input", "Input"
-    inp.top.extend(["data", "label"])
-    inp.input_param.shape.add().dim.extend([batch, 1, 28, 28])
-    inp.input_param.shape.add().dim.extend([batch])
-    for layer in src.layer:
-        if layer.type in ("Data", "Accuracy"):
-            continue
-        net.layer.add().CopyFrom(layer)
-    return net
 
 
 def worker_netdef(args):
@@ -48,12 +27,10 @@ def worker_netdef(args):
     from netdef.timing import time_net
 
     param = caffe_pb2.SolverParameter()
-    if args.net == "cifar":
-        from benchmarks.bench_threads import cifar_bench_net
+    from benchmarks.nets import cifar_bench_net, lenet_bench_net
 
-        param.net_param.CopyFrom(cifar_bench_net(args.batch))
-    else:
-        param.net_param.CopyFrom(lenet_bench_net(args.batch))
+    builder = cifar_bench_net if args.net == "cifar" else lenet_bench_net
+    param.net_param.CopyFrom(builder(args.batch))
     param.base_lr, param.momentum, param.weight_decay = 0.01, 0.9, 5e-4
     param.lr_policy, param.gamma, param.power = "inv", 1e-4, 0.75
     param.max_iter, param.random_seed = 10 ** 6, 1

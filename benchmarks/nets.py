@@ -1,0 +1,46 @@
+"""The benchmark nets: a real prototxt with its data layers replaced by random Input blobs."""
+
+import os
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LENET = os.path.join(ROOT, "examples", "mnist", "lenet_train_test.prototxt")
+CIFAR = os.path.join(ROOT, "models", "cifar10_quick", "deploy.prototxt")
+
+
+def with_random_input(path, name, data_shape, drop, loss_bottom=None):
+    """``path``'s layers minus the types in ``drop``, fed by an Input of data + label;
+    ``loss_bottom``: add a SoftmaxWithLoss on that blob (for deploy nets)."""
+    from netdef.proto import caffe_pb2
+    from netdef.prototxt import read_net_param
+
+    src = read_net_param(path)
+    net = caffe_pb2.NetParameter()
+    net.name = name
+    inp = net.layer.add()
+    inp.name, inp.type = "input", "Input"
+    inp.top.extend(["data", "label"])
+    inp.input_param.shape.add().dim.extend(data_shape)
+    inp.input_param.shape.add().dim.extend(data_shape[:1])
+    for layer in src.layer:
+        if layer.type not in drop:
+            net.layer.add().CopyFrom(layer)
+    if loss_bottom:
+        loss = net.layer.add()
+        loss.name, loss.type = "loss", "SoftmaxWithLoss"
+        loss.bottom.extend([loss_bottom, "label"])
+        loss.top.append("loss")
+    return net
+
+
+def lenet_bench_net(batch):
+    """LeNet's train net (without its LMDB and Accuracy layers)."""
+    return with_random_input(LENET, "LeNet-bench", [batch, 1, 28, 28], ("Data", "Accuracy"))
+
+
+def cifar_bench_net(batch):
+    """CIFAR10-quick's deploy net with a softmax loss in place of its Softmax."""
+    from netdef.prototxt import read_net_param
+
+    last = read_net_param(CIFAR).layer[-1].bottom[0]
+    return with_random_input(CIFAR, "CIFAR10-quick-bench", [batch, 3, 32, 32],
+                             ("Input", "Softmax"), loss_bottom=last)
