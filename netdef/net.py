@@ -121,6 +121,31 @@ def insert_splits(net_param):
     return out
 
 
+def bottom_blobs(lp, available):
+    """The Blobs ``lp`` reads, by name; a name no earlier layer produced is an error."""
+    missing = [name for name in lp.bottom if name not in available]
+    if missing:
+        raise LayerError(f"{layer_context(lp)}: unknown bottom blob '{missing[0]}'")
+    return [available[name] for name in lp.bottom]
+
+
+def set_up_layer(layer, lp, bottoms, tops):
+    """Caffe's SetUp for one layer: add the tops it makes itself, then set it up, turning
+    a failure deep in shape arithmetic into an error naming the layer and bottom shapes."""
+    if layer.auto_top_blobs:
+        needed = layer.exact_num_top() or layer.min_top_blobs or 0
+        while len(tops) < needed:
+            tops.append(Blob(name="(automatic)"))
+    try:
+        layer.layer_setup(bottoms, tops)
+    except NetdefError:
+        raise
+    except (ValueError, IndexError, TypeError, ZeroDivisionError) as exc:
+        shapes = ", ".join(f"{b.name}{list(b.shape)}" for b in bottoms)
+        raise ShapeError(f"{layer_context(lp)}: cannot set up with bottoms [{shapes}]: "
+                         f"{exc}") from exc
+
+
 class Net:
     """A network of layers; the pycaffe surface (``blobs``, ``params``, ``forward``...).
 
@@ -186,12 +211,8 @@ class Net:
                                  f"bottom ({len(lp.propagate_down)} given for "
                                  f"{len(lp.bottom)} bottoms)")
             layer = create_layer(lp, rng=rngmod.child_rng(self._seed_seq))
-            bottoms = []
-            for name in lp.bottom:
-                if name not in available:
-                    raise LayerError(f"{layer_context(lp)}: unknown bottom blob '{name}'")
-                bottoms.append(available[name])
-                consumed.add(name)
+            bottoms = bottom_blobs(lp, available)
+            consumed.update(lp.bottom)
             tops = []
             for k, name in enumerate(lp.top):
                 if name in lp.bottom:
@@ -210,18 +231,7 @@ class Net:
                 if lp.type == "Input":
                     self.inputs.append(name)
                     self._input_blobs.append(blob)
-            if layer.auto_top_blobs:
-                needed = layer.exact_num_top() or layer.min_top_blobs or 0
-                while len(tops) < needed:
-                    tops.append(Blob(name="(automatic)"))
-            try:
-                layer.layer_setup(bottoms, tops)
-            except NetdefError:
-                raise
-            except (ValueError, IndexError, TypeError, ZeroDivisionError) as exc:
-                shapes = ", ".join(f"{b.name}{list(b.shape)}" for b in bottoms)
-                raise ShapeError(f"{layer_context(lp)}: cannot set up with bottoms [{shapes}]: "
-                                 f"{exc}") from exc
+            set_up_layer(layer, lp, bottoms, tops)
             for blob, w in zip(tops, layer.loss_weights):
                 if w != 0:
                     blob.diff[...] = w

@@ -26,7 +26,7 @@ import math
 import numpy as np
 
 from .blob import Blob
-from .errors import LayerError, NetdefError, ShapeError, UsageError, layer_context
+from .errors import LayerError, UsageError, layer_context
 from .layer import create_layer
 from .proto import caffe_pb2
 
@@ -197,7 +197,7 @@ def summarize(model, input_shapes=None, phase=caffe_pb2.TEST, batch=None):
     ``input_shapes``: {input name or None (the first input): shape}; ``batch``: the batch
     size per-batch figures use (default: the first input's declared batch).
     """
-    from .net import filter_net
+    from .net import bottom_blobs, filter_net, set_up_layer
 
     param = _load(model)
     param.state.phase = phase
@@ -211,11 +211,7 @@ def summarize(model, input_shapes=None, phase=caffe_pb2.TEST, batch=None):
         lp.phase = phase
         _constant_fillers(lp)
         layer = create_layer(lp, rng=rng)
-        bottoms = []
-        for name in lp.bottom:
-            if name not in blobs:
-                raise LayerError(f"{layer_context(lp)}: unknown bottom blob '{name}'")
-            bottoms.append(blobs[name])
+        bottoms = bottom_blobs(lp, blobs)
         tops, created = [], []
         for k, name in enumerate(lp.top):
             if k < len(lp.bottom) and lp.bottom[k] == name:
@@ -225,18 +221,7 @@ def summarize(model, input_shapes=None, phase=caffe_pb2.TEST, batch=None):
                 blobs[name] = blob
                 tops.append(blob)
                 created.append(blob)
-        if layer.auto_top_blobs:
-            needed = layer.exact_num_top() or layer.min_top_blobs or 0
-            while len(tops) < needed:
-                tops.append(Blob(name="(automatic)"))
-        try:
-            layer.layer_setup(bottoms, tops)
-        except NetdefError:
-            raise
-        except (ValueError, IndexError, TypeError, ZeroDivisionError) as exc:
-            shapes = ", ".join(f"{b.name}{list(b.shape)}" for b in bottoms)
-            raise ShapeError(f"{layer_context(lp)}: cannot set up with bottoms [{shapes}]: "
-                             f"{exc}") from exc
+        set_up_layer(layer, lp, bottoms, tops)
         if built is None and created and created[0].shape:
             built = created[0].shape[0] or 1
             if batch is None:
