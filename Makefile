@@ -35,6 +35,7 @@ bench: install
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/run.py --net cifar --batch 100 --iters 20
 	$(BIN)/python benchmarks/bench_inference.py
+	$(BIN)/python benchmarks/bench_scaling.py
 
 fuzz: install
 	$(BIN)/python -m tests.fuzz --count $${FUZZ_CASES:-2000} --seed $${FUZZ_SEED:-1} --jobs $(JOBS)

@@ -3,6 +3,10 @@
 As Caffe's tool: ``--weights a,b`` replaces the solver's own ``weights`` (fine-tuning);
 ``--snapshot`` resumes from a ``.solverstate`` (and ignores the solver's ``weights``);
 SIGINT (and SIGTERM) stops after a snapshot by default, SIGHUP takes a snapshot and goes on.
+
+Data-parallel (Caffe's multi-GPU semantics over MPI, see netdef/parallel): started by
+``mpiexec -n N netdef train ...`` the N processes train one model together; ``--procs N``
+starts that mpiexec on this machine (``--hostfile`` on several).
 """
 
 from netdef.errors import UsageError
@@ -29,14 +33,57 @@ def add_arguments(p):
     p.add_argument("--stage", default="", help="comma-separated train net stages")
     p.add_argument("--gpu", default=None, help="accepted for compatibility; netdef runs on the CPU")
     p.add_argument("--iterations", type=int, default=None, help="override max_iter")
+    p.add_argument("--procs", type=int, default=0,
+                   help="data-parallel training on this many processes: starts `mpiexec -n "
+                        "PROCS` for you (needs netdef[mpi]); the effective batch is "
+                        "batch_size x PROCS")
+    p.add_argument("--hostfile", default="",
+                   help="with --procs: the MPI hostfile listing the machines to run on")
 
 
 def run(args):
-    from netdef.log import logger, setup_logging
+    from netdef import parallel
+    from netdef.log import setup_logging
+
+    setup_logging()
+    if args.procs < 0:
+        raise UsageError(f"--procs must be positive, not {args.procs}")
+    if args.hostfile and args.procs <= 1:
+        raise UsageError("--hostfile goes with --procs N (N > 1)")
+    if args.procs > 1 and parallel.launched_size() <= 1:
+        from netdef.parallel.launch import launch
+
+        return launch(args.procs, _forwarded(args), args.hostfile or None)
+    world = parallel.init()  # None unless started by mpiexec with several processes
+    with parallel.guard(world):
+        return _train(args, world)
+
+
+def _forwarded(args):
+    """The command line the ranks run: this one without --procs / --hostfile."""
+    out = ["train", "--solver", args.solver]
+    for flag in ("weights", "snapshot", "sigint_effect", "sighup_effect", "stage", "gpu"):
+        value = getattr(args, flag)
+        if value:
+            out += [f"--{flag}", str(value)]
+    for flag in ("level", "iterations"):
+        if getattr(args, flag) is not None:
+            out += [f"--{flag}", str(getattr(args, flag))]
+    if getattr(args, "allow_python_layers", False):
+        out.append("--allow-python-layers")
+    if getattr(args, "debug", False):
+        out.insert(0, "--debug")
+    return out
+
+
+def _train(args, world):
+    from netdef.log import logger
     from netdef.prototxt import read_solver_param
     from netdef.solvers import SignalHandler, Solver
 
-    setup_logging()
+    if world is not None and args.procs > 1 and args.procs != world.size:
+        logger.warning("--procs %d ignored: mpiexec started %d processes", args.procs,
+                       world.size)
     if args.weights and args.snapshot:
         raise UsageError("give a snapshot to resume training or weights to fine-tune, "
                          "not both")

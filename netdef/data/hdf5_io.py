@@ -88,9 +88,11 @@ class HDF5Source:
     pass are drawn from generators derived from (seed, p[, i]) -- the same distribution as
     Caffe's reshuffles, but a pure function of the position, so ``seek(k)`` can put the
     cursor where batch k starts (resuming a run) without replaying the batches before it.
+    ``shard`` (rank, size): take every size-th row of that stream, from row ``rank``
+    (data-parallel training, see ``netdef.data.shard``).
     """
 
-    def __init__(self, source, names, batch_size, shuffle, rng):
+    def __init__(self, source, names, batch_size, shuffle, rng, shard=(0, 1)):
         self.source = source
         self.names = list(names)
         self.batch_size = int(batch_size)
@@ -104,6 +106,9 @@ class HDF5Source:
         self.current_file = 0
         self._load(self.files[self.file_order[0]])
         self.row_shapes = [a.shape[1:] for a in self.arrays]
+        self.rank, self.ranks = int(shard[0]), int(shard[1])
+        for _ in range(self.rank):
+            self._next()
 
     def _order_of_files(self, pass_index):
         if self.shuffle and len(self.files) > 1:
@@ -152,7 +157,8 @@ class HDF5Source:
             row = self.row_order[self.current_row]
             for out, arr in zip(outputs, self.arrays):
                 out[i] = arr[row]
-            self._next()
+            for _ in range(self.ranks):
+                self._next()
 
     def rows_per_file(self):
         """Row count of each listed file (read from the headers, once)."""
@@ -173,7 +179,8 @@ class HDF5Source:
     def seek(self, batch_index):
         """Continue as if ``batch_index`` batches had been read since the start."""
         rows = self.rows_per_file()
-        self.pass_index, offset = divmod(int(batch_index) * self.batch_size, sum(rows))
+        start = int(batch_index) * self.batch_size * self.ranks + self.rank
+        self.pass_index, offset = divmod(start, sum(rows))
         self.file_order = self._order_of_files(self.pass_index)
         position = 0
         while offset >= rows[self.file_order[position]]:

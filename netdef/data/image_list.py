@@ -61,10 +61,12 @@ class ImageListLoader:
     A missing or undecodable image is a DataError naming the list file and line.  The
     order of pass e is drawn from a generator derived from (seed, e), so where batch k
     starts is computable: ``seek(k)`` resumes there without replaying earlier batches.
+    ``shard`` (rank, size): take every size-th entry of that stream, from entry ``rank``
+    (data-parallel training, see ``netdef.data.shard``).
     """
 
     def __init__(self, list_path, entries, root, new_height, new_width, is_color,
-                 transformer, batch_size, shuffle, rng, start=0):
+                 transformer, batch_size, shuffle, rng, start=0, shard=(0, 1)):
         if not entries:
             raise DataError(f"image list {list_path!r} holds no images")
         if (new_height > 0) != (new_width > 0):
@@ -82,23 +84,28 @@ class ImageListLoader:
         self.listed = list(self.entries)
         self.seed = int(rng.integers(2 ** 63)) if self.shuffle else 0
         self.start = int(start)
+        self.rank, self.ranks = int(shard[0]), int(shard[1])
         self.epoch = 0
-        self.pos = int(start)
         if self.shuffle:
             self._shuffle()
+        self._goto(self.start + self.rank)
 
     def _shuffle(self):
         order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.listed))
         self.entries = [self.listed[i] for i in order]
 
-    def seek(self, batch_index):
-        """Continue as if ``batch_index`` batches had been taken since the start."""
-        epoch, self.pos = divmod(self.start + int(batch_index) * self.batch_size,
-                                 len(self.listed))
+    def _goto(self, index):
+        """Put the cursor on entry ``index`` of the stream (epochs laid end to end)."""
+        self.index = int(index)
+        epoch, self.pos = divmod(self.index, len(self.listed))
         if epoch != self.epoch:
             self.epoch = epoch
             if self.shuffle:
                 self._shuffle()
+
+    def seek(self, batch_index):
+        """Continue as if ``batch_index`` batches had been taken since the start."""
+        self._goto(self.start + int(batch_index) * self.batch_size * self.ranks + self.rank)
 
     def read(self, entry):
         name, _, number = entry
@@ -119,12 +126,7 @@ class ImageListLoader:
         picked = []
         for _ in range(n):
             picked.append(self.entries[self.pos])
-            self.pos += 1
-            if self.pos >= len(self.entries):
-                self.pos = 0
-                self.epoch += 1
-                if self.shuffle:
-                    self._shuffle()
+            self._goto(self.index + self.ranks)
         return picked
 
     def __call__(self, batch):

@@ -176,8 +176,14 @@ class LMDBReader:
         return item
 
     def skip(self, n):
-        for _ in range(int(n)):
-            self.next()
+        """Step over ``n`` records without reading them (a data shard skips the others')."""
+        if self._cursor is None:
+            self._open_cursor()
+        cur = self._cursor
+        with _damage_is_data_error(self.path):
+            for _ in range(int(n)):
+                if not cur.next():
+                    cur.first()
 
     def seek(self, index):
         """Put the cursor on record ``index`` (counted from the first, modulo the count),

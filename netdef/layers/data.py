@@ -14,6 +14,9 @@ Resuming a run: batch k of a layer (its records, shuffles, crops and mirrors) is
 function of the layer's seed and k, so ``get_resume_state()`` is just the number of
 batches consumed and ``set_resume_state()`` continues at that batch (dropping whatever the
 prefetch thread had read ahead).
+
+Data-parallel training (``netdef.parallel``): in a TRAIN net, Data, ImageData and HDF5Data
+read only their rank's shard of the record stream (``netdef.data.shard``).
 """
 
 import os
@@ -28,6 +31,7 @@ from ..data.image_list import ImageListLoader, read_image_list
 from ..data.lmdb_io import LEVELDB, backend_name, open_reader
 from ..data.mean import read_mean_file
 from ..data.prefetch import IndexedLoad, make_loader
+from ..data.shard import current as current_shard
 from ..data.transformer import DataTransformer
 from ..data.window import WindowLoader, read_window_file
 from ..errors import DataError, LayerError, NetdefError
@@ -168,6 +172,9 @@ class Data(_PrefetchingLayer):
         if not self.source:
             raise DataError("data_param.source is empty: name the LMDB to read")
         reader = self._open_reader()
+        shard = current_shard(self)  # data-parallel training: every N-th record
+        if shard is not None:
+            reader = shard.reader(reader)
         self.transformer = _transformer(self)
         loader = DatumBatchLoader(reader, self.transformer, self.batch_size,
                                   self.output_labels, self.source)
@@ -175,14 +182,15 @@ class Data(_PrefetchingLayer):
         top[0].reshape((self.batch_size,) + item)
         if self.output_labels:
             top[1].reshape(self.batch_size)
-        skip = int(self.rng.integers(p.rand_skip)) if p.rand_skip else 0
+        order = shard.order_rng(self) if shard is not None else self.rng
+        skip = int(order.integers(p.rand_skip)) if p.rand_skip else 0
         batch = self.batch_size
 
         def position(k):  # batch k starts at record skip + k * batch_size (wrapping)
             reader.seek(skip + k * batch)
 
         self._start(loader, p.prefetch, rng_users=[self.transformer], position=position,
-                    start_seek=skip > 0)
+                    start_seek=skip > 0 or shard is not None)
 
     def _open_reader(self):
         try:
@@ -214,16 +222,19 @@ class ImageData(_PrefetchingLayer):
         entries = read_image_list(p.source)
         if not entries:
             raise DataError(f"image list {p.source!r} holds no images")
+        shard = current_shard(self)  # data-parallel training: every N-th image
+        order = shard.order_rng(self) if shard is not None else self.rng
         start = 0
         if p.rand_skip:
-            start = int(self.rng.integers(p.rand_skip))
+            start = int(order.integers(p.rand_skip))
             if start >= len(entries):
                 raise DataError(f"rand_skip drew {start} but {p.source!r} lists only "
                                 f"{len(entries)} images")
         self.transformer = _transformer(self)
         loader = ImageListLoader(p.source, entries, p.root_folder, p.new_height, p.new_width,
                                  p.is_color, self.transformer, self.batch_size, p.shuffle,
-                                 self.rng, start=start)
+                                 order, start=start,
+                                 shard=(shard.rank, shard.size) if shard else (0, 1))
         top[0].reshape((self.batch_size,) + loader.item_shape())
         top[1].reshape(self.batch_size)
         self._start(loader, 4, rng_users=[self.transformer], position=loader.seek)
@@ -249,7 +260,10 @@ class HDF5Data(_DataLayer):
         names = list(self.layer_param.top)
         if len(names) != len(top):
             names = names + [f"top{i}" for i in range(len(names), len(top))]
-        self.source = HDF5Source(p.source, names, batch_size, p.shuffle, self.rng)
+        shard = current_shard(self)  # data-parallel training: every N-th row
+        self.source = HDF5Source(p.source, names, batch_size, p.shuffle,
+                                 shard.order_rng(self) if shard else self.rng,
+                                 shard=(shard.rank, shard.size) if shard else (0, 1))
         self.batches_consumed = 0
         for blob, shape in zip(top, self.source.top_shapes()):
             blob.reshape(shape)

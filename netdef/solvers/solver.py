@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 
+from .. import parallel
 from .. import rng as rngmod
 from ..errors import NetdefError, SolverError
 from ..kernels import update as kernels
@@ -44,9 +45,14 @@ class Solver:
         p = self.param
         self.solver_dir = os.path.dirname(os.path.abspath(solver_path)) if solver_path else None
         self.type = p.type or "SGD"
-        if p.random_seed >= 0:
-            rngmod.set_random_seed(p.random_seed)
-            seed_seq = np.random.SeedSequence(p.random_seed)
+        # Data-parallel run (netdef.parallel): shard the data, seed rank r with seed + r.
+        self.world = parallel.current()
+        seed = p.random_seed if p.random_seed >= 0 else None
+        if self.world is not None:
+            seed = parallel.prepare_solver(self.world, p)
+        if seed is not None:
+            rngmod.set_random_seed(seed)
+            seed_seq = np.random.SeedSequence(seed)
         self._seed_seq = seed_seq if seed_seq is not None else rngmod.next_seed_sequence()
         self.lr = LearningRate(p)
         self.iter = 0
@@ -58,12 +64,15 @@ class Solver:
         self.last_test_scores = {}
         self._check_snapshot_prefix()
         self.net = self._build_train_net()
-        self.test_nets = self._build_test_nets()
-        for entry in list(p.weights) + list(weights or []):
+        root = self.world is None or self.world.is_root
+        self.test_nets = self._build_test_nets() if root else []  # rank 0 alone tests
+        for entry in list(p.weights) + list(weights or []) if root else []:
             for path in str(entry).split(","):
                 if path:
                     self._load_weights(path)
         self._init_history()
+        if self.world is not None:
+            self.world.start(self, _batch_size(self.net))
 
     # ----------------------------------------------------------------- nets
     def _resolve(self, path):
@@ -206,6 +215,8 @@ class Solver:
             self.restore(resume_file)
         start_iter = self.iter
         self.step(p.max_iter - self.iter)
+        if self.world is not None:
+            self._check_ranks_agree()
         if p.snapshot_after_train and (not p.snapshot or self.iter % p.snapshot != 0):
             self.snapshot()
         if self.requested_early_exit:
@@ -228,16 +239,21 @@ class Solver:
         stop_iter = self.iter + iters
         self.losses = []
         self.smoothed_loss = 0.0
-        batch = _batch_size(net)
+        world = self.world
+        batch = _batch_size(net) * (world.size if world is not None else 1)
         t_start = t_last = time.perf_counter()
         iter_last = self.iter
+        snapshotted = False
         while self.iter < stop_iter:
             net.clear_param_diffs()
-            if (p.test_interval and self.iter % p.test_interval == 0
-                    and (self.iter > 0 or p.test_initialization)):
+            tested = (p.test_interval and self.iter % p.test_interval == 0
+                      and (self.iter > 0 or p.test_initialization))
+            if tested:
                 self.test_all()
                 if self.requested_early_exit:
                     break
+            if world is not None:
+                world.iteration = self.iter
             for on_start, _ in self.callbacks:
                 on_start()
             display = bool(p.display) and self.iter % p.display == 0
@@ -247,6 +263,15 @@ class Solver:
             for _ in range(p.iter_size):
                 loss += net.forward_backward()
             loss /= p.iter_size
+            request = None
+            if world is not None:  # average the gradients over the ranks; agree on signals
+                request = self.action_request() if self.action_request else NONE
+                try:
+                    # (no time limit on waiting while rank 0 tests or snapshots)
+                    loss, request = world.sync(self, loss, request,
+                                               patient=bool(tested) or snapshotted)
+                except SolverError as exc:
+                    self._stop_collectively(exc, start_states)
             if not (math.isfinite(loss) and kernels.all_finite(net.flat_diff)):
                 self._stop_on_divergence(loss, start_states)
             if net.debug_info:
@@ -264,13 +289,38 @@ class Solver:
                 self._stop_on_bad_update()
             # iter counts the updates applied so far.
             self.iter += 1
-            request = self.action_request() if self.action_request else NONE
-            if (p.snapshot and self.iter % p.snapshot == 0) or request == SNAPSHOT:
+            if request is None:
+                request = self.action_request() if self.action_request else NONE
+            snapshotted = (p.snapshot and self.iter % p.snapshot == 0) or request == SNAPSHOT
+            if snapshotted:
                 self.snapshot()
             if request == STOP:
                 self.requested_early_exit = True
                 break
         self.elapsed = time.perf_counter() - t_start
+
+    def _stop_collectively(self, exc, start_states):
+        """Every rank stops at this iteration: a rank's batch went NaN/inf.  Rank 0 saves
+        the state of the start of the iteration, as for a divergence in one process."""
+        if self.param.snapshot_prefix and self.world.is_root:
+            model, state = self.snapshot(train_states=start_states)
+            exc.args = (f"{exc}\nThe last good state (iteration {self.iter}) was saved to "
+                        f"{model} and {state}.",)
+        raise exc
+
+    def _collective(self, exc):
+        """Mark an error every rank of a data-parallel run raises at the same point."""
+        if self.world is not None:
+            exc.collective = True
+        return exc
+
+    def _check_ranks_agree(self):
+        world = self.world
+        if not world.weights_agree(self.net.flat_data):
+            logger.warning("Data-parallel ranks hold different weights after iteration %d "
+                           "(their MPI library gave them different all-reduce results)",
+                           self.iter)
+        world.report()
 
     def _log_progress(self, lapse, done, batch):
         """Caffe's display line, with the image rate and the time left added."""
@@ -325,14 +375,14 @@ class Solver:
         """
         where = self._first_non_finite() or "the loss"
         saved = ""
-        if self.param.snapshot_prefix:
+        if self.param.snapshot_prefix and (self.world is None or self.world.is_root):
             model, state = self.snapshot(train_states=start_states)
             saved = (f" The last good state (iteration {self.iter}) was saved to {model} and "
                      f"{state}.")
-        raise SolverError(
+        raise self._collective(SolverError(
             f"training diverged at iteration {self.iter}: loss = {loss:g}; {where} is the first "
             f"to contain NaN or inf.{saved}\nhint: lower base_lr (now {self.param.base_lr:g}), "
-            "set clip_gradients, or check the input data and its scale")
+            "set clip_gradients, or check the input data and its scale"))
 
     def _first_non_finite(self):
         """The first layer whose output (forward order) or gradient (backward order) of
@@ -356,11 +406,11 @@ class Solver:
                 layer, k = self.param_names[i]
                 bad = f" (first: param {k} of layer '{layer}')"
                 break
-        raise SolverError(
+        raise self._collective(SolverError(
             f"training diverged at iteration {self.iter}: the update made parameters NaN or "
             f"inf{bad}; the loss and gradients were still finite, so the learning rate "
             f"(now {self.lr.rate(self.iter):g}) is far too large.\nhint: lower base_lr or set "
-            "clip_gradients; resume from the last snapshot")
+            "clip_gradients; resume from the last snapshot"))
 
     # ----------------------------------------------------------------- update
     def apply_update(self, display=False):
@@ -442,7 +492,8 @@ class Solver:
         scores = None
         loss = 0.0
         for _ in range(iters):
-            self._handle_requests()
+            if self.world is None:  # (in a data-parallel run all ranks act on requests
+                self._handle_requests()  # together, at the next gradient sync)
             if self.requested_early_exit:
                 logger.info("Test interrupted.")
                 return {}
@@ -498,6 +549,8 @@ class Solver:
         (the divergence guard saves those of the start of the failed iteration)."""
         from ..weights import save_caffemodel
 
+        if self.world is not None and not self.world.is_root:
+            return None, None  # rank 0 alone writes snapshots
         p = self.param
         hdf5 = p.snapshot_format == caffe_pb2.SolverParameter.HDF5
         if hdf5:
@@ -527,7 +580,15 @@ class Solver:
 
     def restore(self, path):
         """Resume from a ``.solverstate`` (binary) or ``.solverstate.h5`` -- Caffe's or
-        ours; with our sidecar beside it, data layers and random streams continue too."""
+        ours; with our sidecar beside it, data layers and random streams continue too.
+        In a data-parallel run rank 0 reads the files and hands the state to the others
+        (their data layers continue at the same batch of their own shard)."""
+        if self.world is None or self.world.is_root:
+            self._restore_files(path)
+        if self.world is not None:
+            self.world.share_restored(self)
+
+    def _restore_files(self, path):
         it, learned, step, hist = state_io.read_state(path)
         mine = self.history_blobs()
         if len(hist) != len(mine):
