@@ -25,6 +25,10 @@ class Classifier(Net):
     def __init__(self, model_file, pretrained_file=None, image_dims=None, mean=None,
                  input_scale=None, raw_scale=None, channel_swap=None):
         super().__init__(model_file, phase=TEST, weights=pretrained_file or None)
+        if not any(self.layer_need_backward):
+            # Fused layers, same blobs: invisible to readers of net.blobs (see
+            # netdef/inference.py); nets meant for backward (force_backward) stay plain.
+            self.optimize_for_inference()
         if not self.inputs:
             raise UsageError(f"net '{self.name}' has no Input layer to classify images with")
         in_ = self.inputs[0]
@@ -71,11 +75,13 @@ class Classifier(Net):
             net_in[i] = self.transformer.preprocess(in_, crop)
         predictions = self._forward_batches(net_in)
         if oversample:
-            predictions = predictions.reshape(len(predictions) // 10, 10, -1).mean(axis=1)
+            predictions = predictions.reshape((len(predictions) // 10, 10)
+                                              + predictions.shape[1:]).mean(axis=1)
         return predictions
 
     def _forward_batches(self, net_in):
-        """The first output for every row of ``net_in``, in batches of the declared size."""
+        """The first output for every row of ``net_in``, in batches of the declared size
+        (each row keeps the output's own shape, as pycaffe: (C,) or (C, H, W)...)."""
         in_, out = self.inputs[0], self.outputs[0]
         results = []
         for start in range(0, len(net_in), self.batch_size):
@@ -83,7 +89,7 @@ class Classifier(Net):
             self.blobs[in_].reshape(chunk.shape)
             self.reshape()
             outputs = self.forward(**{in_: chunk})
-            results.append(np.array(outputs[out]).reshape(len(chunk), -1))
+            results.append(np.array(outputs[out]))
         return np.concatenate(results)
 
 

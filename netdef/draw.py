@@ -3,8 +3,9 @@
 Layers are boxes (convolution, pooling and inner-product ones show their geometry, in-place
 "neuron" layers are green), blobs are octagons, edges carry the output counts of
 convolutions and inner products.  DOT text needs nothing installed; an image (png, svg,
-pdf...) is rendered with pydot, else with Graphviz's ``dot`` program, else a clear error
-says what to install.
+pdf...) is rendered with pydot, else with Graphviz's ``dot`` program, else (raster
+formats: png, jpg, gif, bmp, tiff, webp, pdf) with a simple built-in layout drawn by
+Pillow (``netdef.draw_image``); only svg and other vector formats then need Graphviz.
 """
 
 import os
@@ -25,6 +26,10 @@ _POOL_NAMES = {v: k for k, v in caffe_pb2.PoolingParameter.PoolMethod.items()}
 
 class DrawError(NetdefError):
     """An image format that needs Graphviz where none is installed."""
+
+
+class GraphvizMissing(DrawError):
+    """Neither pydot nor Graphviz's ``dot`` can render; raster formats fall back to Pillow."""
 
 
 def _net_param(net):
@@ -151,10 +156,10 @@ def render(dot_text, fmt):
         except (OSError, FileNotFoundError, AssertionError) as exc:
             if shutil.which("dot") is None:
                 why = f"pydot could not run Graphviz ({str(exc).rstrip('.')})"
-                raise DrawError(_missing(fmt, why)) from None
+                raise GraphvizMissing(_missing(fmt, why)) from None
     if shutil.which("dot") is None:
-        raise DrawError(_missing(fmt, "neither pydot nor Graphviz's `dot` program is "
-                                      "installed"))
+        raise GraphvizMissing(_missing(fmt, "neither pydot nor Graphviz's `dot` program is "
+                                            "installed"))
     done = subprocess.run(["dot", f"-T{fmt}"], input=dot_text.encode(), capture_output=True)
     if done.returncode:
         raise DrawError(f"Graphviz could not render {fmt}: "
@@ -166,6 +171,20 @@ def _missing(fmt, why):
     return (f"cannot draw a .{fmt} image: {why}. Install Graphviz (e.g. `apt install "
             "graphviz`) and pydot (`pip install 'netdef[draw]'`), or write DOT text instead "
             "(`netdef draw NET OUT.dot`) and render it elsewhere")
+
+
+def get_pooling_types_dict():
+    """pycaffe's name: {pooling enum value: its name}."""
+    return dict(_POOL_NAMES)
+
+
+def choose_color_by_layertype(layertype):
+    """pycaffe's name: the fill colour of a layer box."""
+    return TYPE_COLORS.get(layertype, LAYER_COLOR)
+
+
+get_layer_label = layer_label  # pycaffe's names
+get_edge_label = edge_label
 
 
 def get_pydot_graph(caffe_net, rankdir="LR", label_edges=True, phase=None, display_lrm=False):
@@ -181,15 +200,27 @@ def get_pydot_graph(caffe_net, rankdir="LR", label_edges=True, phase=None, displ
 
 def draw_net(caffe_net, rankdir="LR", ext="png", phase=None, display_lrm=False):
     """pycaffe's name: the drawing as bytes in format ``ext``."""
-    return render(net_to_dot(caffe_net, rankdir, True, phase, display_lrm), ext)
+    return _draw(caffe_net, ext, rankdir, phase, display_lrm)
 
 
 def draw_net_to_file(caffe_net, filename, rankdir="LR", phase=None, display_lrm=False,
                      shapes=None):
     """Write the drawing; the format follows the extension (.dot/.gv write DOT text)."""
     ext = os.path.splitext(filename)[1].lstrip(".").lower() or "dot"
-    dot = net_to_dot(caffe_net, rankdir, True, phase, display_lrm, shapes)
-    data = render(dot, ext)
+    data = _draw(caffe_net, ext, rankdir, phase, display_lrm, shapes)
     with atomic_write(filename) as f:
         f.write(data)
     return filename
+
+
+def _draw(caffe_net, ext, rankdir, phase, display_lrm, shapes=None):
+    """Image bytes through Graphviz, or through the Pillow layout when Graphviz is absent."""
+    param = _net_param(caffe_net)
+    try:
+        return render(net_to_dot(param, rankdir, True, phase, display_lrm, shapes), ext)
+    except GraphvizMissing:
+        from .draw_image import FORMATS, render_image
+
+        if ext.lower() not in FORMATS:
+            raise
+        return render_image(param, ext, rankdir, phase, display_lrm, shapes)

@@ -24,9 +24,17 @@ __all__ = ["blobproto_to_array", "array_to_blobproto", "arraylist_to_blobprotove
 
 
 # -- protos ----------------------------------------------------------------------------------
+class BlobShapeError(DataError, ValueError):
+    """A BlobProto whose values do not fit its shape (a ValueError, as numpy's reshape
+    raises in pycaffe)."""
+
+
 def blobproto_to_array(blob, return_diff=False):
     """The blob's data (or diff) as an array shaped like the blob (legacy 4-D dims too)."""
-    return _blobproto_to_array(blob, return_diff)
+    try:
+        return _blobproto_to_array(blob, return_diff)
+    except DataError as exc:
+        raise BlobShapeError(str(exc)) from None
 
 
 def array_to_blobproto(arr, diff=None):

@@ -153,3 +153,20 @@ class Layer:
         b = Blob(shape, name=name or f"{self.name}/{len(self.blobs)}")
         self.blobs.append(b)
         return b
+
+    # C++-style names that some pycaffe builds expose on layer objects -----------------
+    def SetUp(self, bottom, top):  # noqa: N802
+        self.layer_setup(bottom, top)
+
+    def Reshape(self, bottom, top):  # noqa: N802
+        self.reshape(bottom, top)
+
+    def Forward(self, bottom, top):  # noqa: N802
+        """Reshape, forward, and return this layer's weighted loss (as Caffe's Forward)."""
+        self.reshape(bottom, top)
+        self.forward(bottom, top)
+        return sum(w * float(t.data.sum(dtype=np.float64))
+                   for w, t in zip(self.loss_weights, top) if w)
+
+    def Backward(self, top, propagate_down, bottom):  # noqa: N802
+        self.backward(top, propagate_down, bottom)

@@ -128,8 +128,8 @@ class Function:
         self.type_name = type_name
         for i, bottom in enumerate(inputs):
             if not isinstance(bottom, Top):
-                raise TypeError(f"{type_name}: bottom #{i} is a {type(bottom).__name__}, not a "
-                                "top (pass other layers' outputs; parameters go as keywords)")
+                # pycaffe's wording (scripts match it); tops are other layers' outputs
+                raise TypeError(f"{type_name} input {i} is not a Top (type is {type(bottom)})")
         self.inputs = inputs
         self.params = dict(params)
         self.ntop = self.params.pop("ntop", 1)

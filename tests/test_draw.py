@@ -65,13 +65,14 @@ def _no_dot_path(tmp_path):
     return str(bindir)
 
 
-def test_images_without_graphviz_give_a_clear_message(tmp_path):
+def test_vector_images_without_graphviz_give_a_clear_message(tmp_path):
+    # raster formats fall back to the built-in layout (tests/pycaffe/test_draw_fallback.py)
     env = dict(os.environ, PATH=_no_dot_path(tmp_path))
-    out = netdef_cli("draw", DEPLOY, str(tmp_path / "lenet.png"), env=env)
+    out = netdef_cli("draw", DEPLOY, str(tmp_path / "lenet.svg"), env=env)
     assert out.returncode == 1
     assert "Traceback" not in out.stderr
-    assert re.search(r"netdef: error: cannot draw a \.png image: .*Graphviz.*\.dot", out.stderr)
-    assert not (tmp_path / "lenet.png").exists()
+    assert re.search(r"netdef: error: cannot draw a \.svg image: .*Graphviz.*\.dot", out.stderr)
+    assert not (tmp_path / "lenet.svg").exists()
 
 
 def test_images_are_rendered_by_graphviz(tmp_path, monkeypatch):

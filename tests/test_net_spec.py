@@ -106,7 +106,7 @@ def test_enums_by_name_and_messages_by_value():
 def test_mistakes_are_named():
     with pytest.raises(AttributeError, match="num_outputs"):
         L.Convolution(L.Input(), num_outputs=3).to_proto()
-    with pytest.raises(TypeError, match="bottom #0"):
+    with pytest.raises(TypeError, match=r"ReLU input 0 is not a Top \(type is <class .str.>\)"):
         L.ReLU("data")
     with pytest.raises(TypeError, match="layer's output"):
         NetSpec().x = 3

@@ -13,7 +13,8 @@ pycaffe.  It may leave ``__init__`` alone (the usual case) or define one taking 
 LayerParameter.  Any other class is driven through a small wrapper instead.
 
 Exceptions raised by the user's code come back as a LayerError naming the layer, the
-module and the class, with the user's message.
+module and the class, with the user's message; the error is also an instance of the
+user's exception class (``except RuntimeError`` still catches it, as with pycaffe).
 
 Importing a module runs its code, so a prototxt from an untrusted source can run
 anything through a Python layer.  The library allows Python layers by default (as
@@ -25,9 +26,12 @@ imported and the layer's setup raises a LayerError that says how to opt in.
 
 import functools
 import importlib
+import importlib.util
 import inspect
 import os
 import sys
+
+import numpy as np
 
 from ..blob import Blob
 from ..errors import LayerError
@@ -72,7 +76,12 @@ def _where(layer_param):
 
 
 def _import_module(name):
-    """``importlib.import_module`` with the current directory appended to sys.path."""
+    """``importlib.import_module`` with the current directory appended to sys.path.
+
+    Layer modules written for pycaffe start with ``import caffe``: where no real Caffe is
+    installed, that name is given netdef (``netdef.install_caffe_alias``) before importing.
+    """
+    _alias_caffe_if_absent()
     extra = [p for p in (os.getcwd(),) if p not in sys.path]
     sys.path.extend(extra)
     try:
@@ -81,6 +90,13 @@ def _import_module(name):
         for p in extra:
             if p in sys.path:
                 sys.path.remove(p)
+
+
+def _alias_caffe_if_absent():
+    if "caffe" in sys.modules or importlib.util.find_spec("caffe") is not None:
+        return
+    from ..pycaffe import install_caffe_alias
+    install_caffe_alias()
 
 
 def load_class(layer_param):
@@ -106,8 +122,47 @@ def load_class(layer_param):
     return cls
 
 
+_ERROR_CLASSES = {}
+
+
+def _message_of(err):
+    return getattr(err, "_message", None) or Exception.__str__(err)
+
+
+def _reduce(err):
+    # the combined class exists only in the process that made it: pickle as the plain error
+    return PythonLayerError, (str(err),)
+
+
+def _error_class(user_type):
+    """A PythonLayerError that is also a ``user_type``, so that code catching the user's own
+    exception (``except RuntimeError``, as with pycaffe) still catches it; plain
+    PythonLayerError when the two cannot be combined (exceptions with their own C layout)."""
+    if user_type not in _ERROR_CLASSES:
+        try:
+            _ERROR_CLASSES[user_type] = type(f"PythonLayer{user_type.__name__}",
+                                             (PythonLayerError, user_type),
+                                             {"__str__": _message_of, "__reduce__": _reduce,
+                                              "__module__": __name__})
+        except TypeError:
+            _ERROR_CLASSES[user_type] = PythonLayerError
+    return _ERROR_CLASSES[user_type]
+
+
+def _user_error(exc, message):
+    cls = _error_class(type(exc))
+    try:
+        err = cls.__new__(cls, message)  # __init__ skipped: user classes may need other args
+        err.args = (message,)
+    except Exception:
+        err = PythonLayerError(message)
+    err._message = message
+    return err
+
+
 def _guarded(method, layer_param, what):
-    """``method`` with the user's exceptions turned into a PythonLayerError."""
+    """``method`` with the user's exceptions turned into a PythonLayerError (that is also
+    an instance of the user's exception class)."""
 
     @functools.wraps(method)
     def call(*args, **kwargs):
@@ -116,7 +171,7 @@ def _guarded(method, layer_param, what):
         except PythonLayerError:
             raise
         except Exception as exc:
-            raise PythonLayerError(f"{_where(layer_param)}: {what} raised "
+            raise _user_error(exc, f"{_where(layer_param)}: {what} raised "
                                    f"{type(exc).__name__}: {exc}") from exc
 
     return call
@@ -135,9 +190,24 @@ def _call_init(init, obj, layer_param):
 def _prepare(obj, layer_param):
     """The attributes pycaffe gives a layer object before its setup."""
     obj.param_str = layer_param.python_param.param_str
+    obj.param_str_ = obj.param_str  # the name older pycaffe used
     obj.phase = layer_param.phase
     if not isinstance(getattr(obj, "blobs", None), BlobVec):
         obj.blobs = BlobVec(getattr(obj, "blobs", None) or [])
+
+
+def _resume_state(layer):
+    """What a solver snapshot keeps of a user layer: the Net's generator, while ``rng``
+    still holds it.  User code often puts its own generator there (``self.rng =
+    np.random.RandomState(seed)``); that one is the user's and is not saved."""
+    rng = getattr(layer, "rng", None)
+    return {"rng": rng.bit_generator.state} if isinstance(rng, np.random.Generator) else {}
+
+
+def _set_resume_state(layer, state):
+    rng = getattr(layer, "rng", None)
+    if "rng" in state and isinstance(rng, np.random.Generator):
+        rng.bit_generator.state = state["rng"]
 
 
 def _make_user_layer(cls, layer_param, rng):
@@ -155,6 +225,9 @@ def _make_user_layer(cls, layer_param, rng):
         obj.type = "Python"
     for name in ("setup", "reshape", "forward", "backward"):
         setattr(obj, name, _guarded(getattr(obj, name), layer_param, f"{name}()"))
+    if not hasattr(cls, "get_resume_state"):
+        obj.get_resume_state = functools.partial(_resume_state, obj)
+        obj.set_resume_state = functools.partial(_set_resume_state, obj)
     return obj
 
 
