@@ -4,10 +4,13 @@ For each (net, batch) the nets get the same seeded random weights (saved once by
 caffemodel) and the same seeded input.  Each framework runs in its own process (a process that
 also holds another framework's thread pool slows down): it loads the net, runs `--warmup`
 forwards, then times `--runs` forwards and reports the median in milliseconds.  OpenCV and
-PyTorch are measured when importable; PyTorch runs the prototxt through a small interpreter
+PyTorch are measured when importable (``--frameworks netdef,netdef-plain`` also times netdef
+without ``optimize_for_inference``); PyTorch runs the prototxt through a small interpreter
 (`TorchNet`) with the caffemodel's weights.  The table gives each framework's median, netdef's
 ratio to the faster peer (above 1: netdef is slower) and how far each peer's output is from
-netdef's (a check that all three computed the same net).
+netdef's (a check that all three computed the same net); a second table gives each worker
+process's peak resident memory (VmHWM): over the whole run, while loading the net, and
+during the forwards alone (the peak count restarted after the load where Linux allows).
 
     python benchmarks/bench_inference.py [--runs 10] [--warmup 3] [--threads N] [--only lenet]
 """
@@ -87,11 +90,15 @@ def timed(forward, warmup, runs):
     return 1000 * statistics.median(times), 1000 * min(times)
 
 
-def worker_netdef(args, x):
+def worker_netdef(args, x, optimize=True):
+    """netdef as a deploy user runs it: optimized for inference (fused layers, blob
+    memory reused); ``netdef-plain`` is the same net without the opt-in."""
     import netdef
     from netdef.net import Net
 
     net = Net(prototxt(args.net), phase="TEST", weights=args.weights)
+    if optimize:
+        net.optimize_for_inference(reuse_memory=True)
     net.blobs["data"].reshape(x.shape)
     net.reshape()
 
@@ -99,6 +106,10 @@ def worker_netdef(args, x):
         return net.forward(data=x)[args.output]
 
     return forward, f"netdef {netdef.__version__}"
+
+
+def worker_netdef_plain(args, x):
+    return worker_netdef(args, x, optimize=False)
 
 
 def worker_opencv(args, x):
@@ -194,14 +205,50 @@ def run_worker(args):
     import numpy as np
 
     x = np.load(args.input)
-    make = {"netdef": worker_netdef, "opencv": worker_opencv, "torch": worker_torch}
+    make = {"netdef": worker_netdef, "netdef-plain": worker_netdef_plain,
+            "opencv": worker_opencv, "torch": worker_torch}
     t0 = time.perf_counter()
     forward, version = make[args.worker](args, x)
+    load_rss = peak_rss_mib()
+    forward_rss_only = reset_peak_rss()
     out = np.array(forward(), np.float32)
     first = time.perf_counter() - t0
+    cpu0 = time.process_time()
     median, best = timed(forward, args.warmup, args.runs)
+    cpu = (time.process_time() - cpu0) * 1000 / max(args.warmup + args.runs, 1)
     np.save(args.result, out.reshape(out.shape[0], -1))
-    return {"median_ms": median, "min_ms": best, "load_and_first_s": first, "version": version}
+    peak = peak_rss_mib()
+    return {"median_ms": median, "min_ms": best, "cpu_ms": cpu, "load_and_first_s": first,
+            "peak_rss_mib": max(peak, load_rss), "load_peak_rss_mib": load_rss,
+            "forward_peak_rss_mib": peak if forward_rss_only else None, "version": version}
+
+
+def reset_peak_rss():
+    """Restart the peak-RSS count (Linux: "5" into clear_refs), so that the forwards' own
+    peak can be told from the load's; False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mib():
+    """This process's peak resident memory (the whole run: libraries, net, forwards).
+
+    Linux's VmHWM belongs to this program's address space; ``ru_maxrss`` would also
+    count the parent's peak, which a forked child inherits across exec."""
+    import resource
+
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0   # KiB on Linux
 
 
 def spawn(framework, folder, output, weights, inp, result, args):
@@ -290,6 +337,11 @@ def main():
                     outs[fw] = np.load(res_path)
             results.append(row)
             print("  " + format_row(row, frameworks, outs))
+    print("\n== peak resident memory of each worker process, MiB: whole run (load | forwards) ==")
+    print(f"  {'net':14s} {'batch':>5s} " + " ".join(f"{f:>18s}" for f in frameworks))
+    for row in results:
+        print(f"  {row['net']:14s} {row['batch']:5d} "
+              + " ".join(format_rss(row[fw]) for fw in frameworks))
     print("\n  " + "; ".join(versions.values()))
     for row in results:
         for fw in frameworks:
@@ -301,6 +353,14 @@ def main():
     return 0
 
 
+def format_rss(res):
+    if "error" in res:
+        return f"{'-':>18s}"
+    fwd = res.get("forward_peak_rss_mib")
+    fwd = f"{fwd:.0f}" if fwd is not None else "?"
+    return f"{res['peak_rss_mib']:6.0f} ({res['load_peak_rss_mib']:.0f} | {fwd})".rjust(18)
+
+
 def format_row(row, frameworks, outs):
     cells = []
     for fw in frameworks:
@@ -308,7 +368,7 @@ def format_row(row, frameworks, outs):
         cells.append(f"{res['median_ms']:10.2f}" if "error" not in res else f"{'-':>10s}")
     text = f"{row['net']:14s} {row['batch']:5d} " + " ".join(cells)
     peers = {fw: row[fw]["median_ms"] for fw in frameworks
-             if fw != "netdef" and "error" not in row[fw]}
+             if not fw.startswith("netdef") and "error" not in row[fw]}
     if "error" not in row.get("netdef", {"error": 1}) and peers:
         best = min(peers, key=peers.get)
         ratio = row["netdef"]["median_ms"] / peers[best]

@@ -155,7 +155,7 @@ class Net:
     """
 
     def __init__(self, model, *args, phase=None, weights=None, level=0, stages=None,
-                 seed_seq=None):
+                 seed_seq=None, optimize=False):
         for a in args:
             if isinstance(a, (str, bytes)) and weights is None and not _is_phase(a):
                 weights = a
@@ -177,6 +177,8 @@ class Net:
         if weights:
             for w in str(weights).split(",") if isinstance(weights, str) else weights:
                 self.copy_from(w)
+        if optimize:
+            self.optimize_for_inference()
 
     # ------------------------------------------------------------------ build
     def _init(self, in_param):
@@ -185,8 +187,10 @@ class Net:
         self.param = param
         self.name = param.name
         self.debug_info = param.debug_info
-        self.layers = []
+        self._layers = []
         self._layer_names = []
+        self._inference = None          # InferencePlan, see optimize_for_inference
+        self._optimized_forward = False
         self.blobs = OrderedDict()
         self.bottom_vecs, self.top_vecs = [], []
         self.bottom_names, self.top_names = OrderedDict(), OrderedDict()
@@ -240,7 +244,7 @@ class Net:
                 self.blob_loss_weights[blob.name] = 0.0
             for blob, w in zip(tops, layer.loss_weights):
                 self.blob_loss_weights[blob.name] = w
-            self.layers.append(layer)
+            self._layers.append(layer)
             self._layer_names.append(lp.name)
             self.bottom_vecs.append(bottoms)
             self.top_vecs.append(tops)
@@ -255,7 +259,7 @@ class Net:
                         and n not in self.inputs]
         self._wire_params()
         self._plan_backward(param)
-        self.layer_dict = OrderedDict(zip(self._layer_names, self.layers))
+        self._layer_dict = OrderedDict(zip(self._layer_names, self._layers))
         logger.info("Network initialization done.")
 
     def _wire_params(self):
@@ -266,7 +270,7 @@ class Net:
         self.param_owner_of = []  # per (layer, param): index into learnable_params
         owners_by_name = {}
         sharers = []
-        for layer in self.layers:
+        for layer in self._layers:
             lp = layer.layer_param
             if len(lp.param) > len(layer.blobs):
                 raise LayerError(f"{layer_context(lp)}: {len(lp.param)} param specs given for "
@@ -322,17 +326,17 @@ class Net:
         for blob, oi in sharers:
             blob.share_data(self.learnable_params[oi])
             blob.share_diff(self.learnable_params[oi])
-        for li, layer in enumerate(self.layers):
+        for li, layer in enumerate(self._layers):
             for pi, oi in enumerate(self.param_owner_of[li]):
                 layer.param_propagate_down[pi] = self.params_lr[oi] != 0
 
     def _plan_backward(self, param):
         """Which layers and bottoms need backward (Caffe's rules, force_backward too)."""
-        n = len(self.layers)
+        n = len(self._layers)
         blob_need = {}
         self.layer_need_backward = [False] * n
         self.bottom_need_backward = []
-        for i, layer in enumerate(self.layers):
+        for i, layer in enumerate(self._layers):
             lp = layer.layer_param
             need = any(layer.param_propagate_down)
             flags = []
@@ -347,7 +351,7 @@ class Net:
         # Prune what does not lead to a loss, or whose consumers never propagate back.
         under_loss, skip = set(), set()
         for i in reversed(range(n)):
-            layer = self.layers[i]
+            layer = self._layers[i]
             tops = self.top_vecs[i]
             contributes = any(w != 0 for w in layer.loss_weights) or any(
                 t.name in under_loss for t in tops)
@@ -365,7 +369,7 @@ class Net:
                 if not self.bottom_need_backward[i][j]:
                     skip.add(b.name)
         if param.force_backward:
-            for i, layer in enumerate(self.layers):
+            for i, layer in enumerate(self._layers):
                 self.layer_need_backward[i] = True
                 self.bottom_need_backward[i] = [
                     f or layer.allow_force_backward(j)
@@ -376,29 +380,47 @@ class Net:
     def _layer_index(self, name, default):
         if name is None:
             return default
-        if name not in self.layer_dict:
+        if name not in self._layer_dict:
             raise LayerError(f"no layer named '{name}' in net '{self.name}'")
         return self._layer_names.index(name)
 
     def forward_from_to(self, start=0, end=None):
-        """Run layers start..end (inclusive); return the weighted loss."""
-        end = len(self.layers) - 1 if end is None else end
+        """Run layers start..end (inclusive); return the weighted loss.
+
+        A full forward of a net optimized for inference runs its plan instead (the same
+        blob values, fewer passes); any other range runs the net's own layers."""
+        last = len(self._layers) - 1
+        end = last if end is None else end
+        plan = self._inference
+        if plan is not None and start == 0 and end == last and not self.debug_info:
+            plan.forward()
+            self._optimized_forward = True
+            return self._weighted_loss()
+        self._optimized_forward = False
+        self._forward_layers(start, end)
+        return self._weighted_loss()
+
+    def _forward_layers(self, start, end):
         for i in range(start, end + 1):
             # As Caffe's Layer::Forward: reshape first (cheap when nothing changed).
-            self.layers[i].reshape(self.bottom_vecs[i], self.top_vecs[i])
-            self.layers[i].forward(self.bottom_vecs[i], self.top_vecs[i])
+            self._layers[i].reshape(self.bottom_vecs[i], self.top_vecs[i])
+            self._layers[i].forward(self.bottom_vecs[i], self.top_vecs[i])
             if self.debug_info:
                 self._debug_forward(i)
+
+    def _weighted_loss(self):
         loss = 0.0
         for blob, w in self._loss_tops:
             loss += w * float(blob.data.sum(dtype=np.float64))
         return loss
 
     def backward_from_to(self, start=None, end=0):
-        start = len(self.layers) - 1 if start is None else start
+        start = len(self._layers) - 1 if start is None else start
+        if self._inference is not None and any(self.layer_need_backward[end:start + 1]):
+            self._prepare_backward()
         for i in range(start, end - 1, -1):
             if self.layer_need_backward[i]:
-                self.layers[i].backward(self.top_vecs[i], self.bottom_need_backward[i],
+                self._layers[i].backward(self.top_vecs[i], self.bottom_need_backward[i],
                                         self.bottom_vecs[i])
                 if self.debug_info:
                     self._debug_backward(i)
@@ -412,8 +434,65 @@ class Net:
         self.flat_diff.fill(0)
 
     def reshape(self):
-        for i, layer in enumerate(self.layers):
+        for i, layer in enumerate(self._layers):
             layer.reshape(self.bottom_vecs[i], self.top_vecs[i])
+        if self._inference is not None:
+            self._inference.forget_shapes()
+
+    # ------------------------------------------------------------------ inference
+    def optimize_for_inference(self, fuse=True, reuse_memory=False, keep=()):
+        """Opt in to the inference plan for full forwards of this TEST net (see
+        netdef/inference.py): Conv + in-place BatchNorm/Scale/ReLU fused, reshapes only
+        when an input shape changes, idle layers skipped; with ``reuse_memory``, blobs
+        other than inputs, outputs and ``keep`` share buffers (their values are then not
+        kept after a forward).  Partial forwards, params, save and weight loading keep
+        using the net's own layers.  Returns the net."""
+        from .inference import InferencePlan
+
+        if self._inference is not None:
+            self._inference.release()
+            self._inference = None
+        self._inference = InferencePlan(self, fuse=fuse, reuse_memory=reuse_memory,
+                                        keep=keep)
+        return self
+
+    @property
+    def inference_plan(self):
+        """The InferencePlan of ``optimize_for_inference``, or None."""
+        return self._inference
+
+    def _prepare_backward(self):
+        """Backward reads state the fused forward did not leave (the unfused layers'
+        inputs and buffers): run the net's own layers once more, or refuse when blobs
+        share memory (backward needs every intermediate blob)."""
+        if self._inference.shares_memory:
+            raise NetdefError(f"net '{self.name}': backward through a net optimized with "
+                              "reuse_memory=True; its intermediate blobs share buffers. Use "
+                              "optimize_for_inference(reuse_memory=False) for nets you "
+                              "backpropagate through")
+        if not self._optimized_forward:
+            return
+        if not getattr(self, "_warned_replay", False):
+            logger.warning("net '%s': backward after an optimized forward runs the forward "
+                           "again unfused (optimize only nets you do not backpropagate "
+                           "through)", self.name)
+            self._warned_replay = True
+        self._forward_layers(0, len(self._layers) - 1)
+        self._optimized_forward = False
+
+    def _weights_may_change(self):
+        if self._inference is not None:
+            self._inference.invalidate()
+
+    @property
+    def layers(self):
+        self._weights_may_change()      # a caller may edit a layer's blobs through it
+        return self._layers
+
+    @property
+    def layer_dict(self):
+        self._weights_may_change()
+        return self._layer_dict
 
     # pycaffe surface ----------------------------------------------------------
     def forward(self, blobs=None, start=None, end=None, **kwargs):
@@ -430,7 +509,14 @@ class Net:
                 value = value.reshape(blob.shape)
             blob.data[...] = value
         i0 = self._layer_index(start, 0)
-        i1 = self._layer_index(end, len(self.layers) - 1)
+        i1 = self._layer_index(end, len(self._layers) - 1)
+        plan = self._inference
+        if blobs and plan is not None and plan.reuse_memory:
+            lost = [name for name in blobs if name not in plan.kept]
+            if lost:
+                raise LayerError(f"forward(): blob '{lost[0]}' of net '{self.name}' is not "
+                                 "kept by optimize_for_inference(reuse_memory=True); name it "
+                                 "in keep=[...]")
         self.forward_from_to(i0, i1)
         outs = set(self.outputs if end is None else self.top_names[self._layer_names[i1]])
         outs.update(blobs or [])
@@ -441,24 +527,25 @@ class Net:
         for name, value in kwargs.items():
             self.blobs[name].diff[...] = np.asarray(value, np.float32).reshape(
                 self.blobs[name].shape)
-        i0 = self._layer_index(start, len(self.layers) - 1)
+        i0 = self._layer_index(start, len(self._layers) - 1)
         i1 = self._layer_index(end, 0)
         self.backward_from_to(i0, i1)
         outs = set(self.inputs if end is None else self.bottom_names[self._layer_names[i1]])
         outs.update(diffs or [])
         return {name: self.blobs[name].diff for name in outs}
 
-    def set_input_arrays(self, data, labels):
-        """pycaffe's: feed a MemoryData first layer with (N, C, H, W) data and N labels."""
-        if not self.layers or self.layers[0].type != "MemoryData":
-            raise LayerError(f"set_input_arrays needs a MemoryData layer as the first layer of "
-                             f"net '{self.name}'")
-        self.layers[0].set_input_arrays(data, labels)
+    def set_input_arrays(self, data, labels, layer=None):
+        """pycaffe's: feed a MemoryData layer (the first, or the one named ``layer``) with
+        (N, C, H, W) data and N labels (netdef/pycaffe.py)."""
+        from .pycaffe import set_input_arrays
+
+        set_input_arrays(self, data, labels, layer)
 
     @property
     def params(self):
+        self._weights_may_change()
         return OrderedDict((name, layer.blobs) for name, layer in
-                           zip(self._layer_names, self.layers) if layer.blobs)
+                           zip(self._layer_names, self._layers) if layer.blobs)
 
     def input_blobs(self):
         return list(self._input_blobs)
@@ -474,13 +561,14 @@ class Net:
         """``layers``: [(layer name, [arrays])].  Unknown layers are skipped with a log."""
         from .weights import shapes_match
 
+        self._weights_may_change()
         matched = 0
         with_blobs = 0
         for name, arrays in layers:
             if not arrays:
                 continue
             with_blobs += 1
-            layer = self.layer_dict.get(name)
+            layer = self._layer_dict.get(name)
             if layer is None:
                 logger.info("Ignoring source layer %s", name)
                 continue
@@ -506,8 +594,9 @@ class Net:
 
     def share_with(self, other):
         """Use ``other``'s trained parameters (by layer name) without copying."""
+        self._weights_may_change()
         for name, layer in zip(other._layer_names, other.layers):
-            mine = self.layer_dict.get(name)
+            mine = self._layer_dict.get(name)
             if mine is None or not layer.blobs:
                 continue
             if len(mine.blobs) != len(layer.blobs):
@@ -524,7 +613,7 @@ class Net:
 
         out = caffe_pb2.NetParameter()
         out.name = self.param.name
-        for layer in self.layers:
+        for layer in self._layers:
             lp = out.layer.add()
             lp.CopyFrom(layer.layer_param)
             del lp.blobs[:]
@@ -541,9 +630,9 @@ class Net:
         from .weights import save_weights_hdf5
 
         layers = [(n, [b.data for b in layer.blobs]) for n, layer in
-                  zip(self._layer_names, self.layers) if layer.blobs]
+                  zip(self._layer_names, self._layers) if layer.blobs]
         diffs = [(n, [b.diff for b in layer.blobs]) for n, layer in
-                 zip(self._layer_names, self.layers) if layer.blobs] if write_diff else None
+                 zip(self._layer_names, self._layers) if layer.blobs] if write_diff else None
         save_weights_hdf5(path, layers, diffs=diffs)
 
     # ------------------------------------------------------------------ debug
@@ -551,7 +640,7 @@ class Net:
         for blob in self.top_vecs[i]:
             logger.info("    [Forward] Layer %s, top blob %s data: %g", self._layer_names[i],
                         blob.name, blob.asum_data() / max(blob.count, 1))
-        for k, blob in enumerate(self.layers[i].blobs):
+        for k, blob in enumerate(self._layers[i].blobs):
             logger.info("    [Forward] Layer %s, param blob %d data: %g", self._layer_names[i],
                         k, blob.asum_data() / max(blob.count, 1))
 
@@ -561,13 +650,28 @@ class Net:
                 logger.info("    [Backward] Layer %s, bottom blob %s diff: %g",
                             self._layer_names[i], blob.name,
                             blob.asum_diff() / max(blob.count, 1))
-        for k, blob in enumerate(self.layers[i].blobs):
+        for k, blob in enumerate(self._layers[i].blobs):
             logger.info("    [Backward] Layer %s, param blob %d diff: %g", self._layer_names[i],
                         k, blob.asum_diff() / max(blob.count, 1))
 
     def __repr__(self):
         return f"Net({self.name!r}, phase={'TRAIN' if self.phase == TRAIN else 'TEST'}, " \
-               f"{len(self.layers)} layers)"
+               f"{len(self._layers)} layers)"
+
+    # pycaffe's whole-array helpers (netdef/pycaffe.py) -----------------------------------
+    def forward_all(self, blobs=None, **kwargs):
+        from .pycaffe import forward_all
+
+        return forward_all(self, blobs, **kwargs)
+
+    def forward_backward_all(self, blobs=None, diffs=None, **kwargs):
+        from .pycaffe import forward_backward_all
+
+        return forward_backward_all(self, blobs, diffs, **kwargs)
+
+    def load_hdf5(self, path):
+        """pycaffe's: weights from an HDF5 file written by ``save_hdf5``."""
+        self.copy_from(path)
 
 
 def _fmt(shape):

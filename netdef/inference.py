@@ -1,0 +1,357 @@
+"""The inference fast path: an opt-in plan for full forwards of TEST nets.
+
+``Net.optimize_for_inference()`` builds an ``InferencePlan``.  It changes nothing a
+pycaffe user can see after a full forward, and nothing at all for any other call:
+
+* Fusion.  A Convolution followed, in place on its top, by BatchNorm (stored
+  statistics), Scale and/or ReLU runs as one *clone* of the convolution: the affine maps
+  folded into a private copy of W and b, the ReLU applied in the conv's output pass.  The
+  in-place blob ends up holding what Caffe's would after the whole chain, so
+  ``net.blobs`` is unchanged.  The net's own layers and parameter blobs are never
+  modified: partial forwards (``start``/``end``), ``net.params``, ``save`` and
+  ``copy_from`` see and use the original, unfused layers.  A clone that only fuses a
+  ReLU uses the original parameter Blobs themselves, so net surgery through
+  ``net.params`` reaches it at once; a folded clone holds a copy, refreshed after any
+  read of ``net.params`` or ``net.layers`` / ``net.layer_dict``, any weight load and
+  ``refresh()``.
+* A tight loop.  Layers whose output shapes follow from their bottoms' shapes
+  (``SHAPE_PURE``) are reshaped only when an input blob's shape changed; Split, Input,
+  in-place TEST Dropout and Silence, which compute nothing in TEST, are skipped.
+* Memory (``reuse_memory=True``, a further opt-in).  Intermediate blobs share buffers
+  once every consumer of the earlier one has run (a liveness plan over the layer order),
+  so their ``net.blobs[...].data`` no longer hold their values after a forward; outputs,
+  inputs and the names in ``keep`` keep their own buffers.  MAX pooling layers share one
+  argmax scratch (TEST never reads it back).
+
+Backward after an optimized forward runs the net's own layers forward once more (the
+fused layers did not leave what their backward reads); with shared memory it is refused.
+
+Why opt-in rather than automatic: reading the weights of a folded layer cannot be
+noticed cheaply (a checksum per forward costs a real fraction of one), and buffer reuse
+breaks reading intermediate blobs (``extract_features``).  The plan therefore states
+its contract where it is asked for; the classifier, the ``classify`` tool and the
+inference benchmark opt in.
+"""
+
+import numpy as np
+
+from .blob import Blob
+from .errors import LayerError
+from .layer import create_layer
+from .log import logger
+from .proto import caffe_pb2
+
+TEST = caffe_pb2.TEST
+
+# Layer types whose reshape depends only on bottom shapes and parameters (not on data,
+# files or Python code), so reshaping once per input shape is exact.
+SHAPE_PURE = frozenset({
+    "AbsVal", "BNLL", "BatchNorm", "Bias", "Clip", "Concat", "Convolution", "Crop",
+    "Deconvolution", "Dropout", "ELU", "Eltwise", "Exp", "Flatten", "InnerProduct", "Input",
+    "LRN", "Log", "MVN", "PReLU", "Pooling", "Power", "ReLU", "Reshape", "Scale", "Sigmoid",
+    "Silence", "Slice", "Softmax", "Split", "Swish", "TanH", "Threshold", "Tile",
+})
+
+
+# -- fusion ------------------------------------------------------------------------
+class FusedConv:
+    """A Convolution and the in-place layers after it that one clone of it computes."""
+
+    def __init__(self, index, conv, members, relu_slope, batch_norm, scale):
+        self.index = index              # the conv's position in net.layers
+        self.conv = conv
+        self.members = members          # positions of the absorbed in-place layers
+        self.relu_slope = relu_slope    # None: no ReLU fused
+        self.batch_norm = batch_norm    # BatchNorm layer folded into W, b (or None)
+        self.scale = scale              # Scale layer folded into W, b (or None)
+        self.clone = None
+
+    @property
+    def folds(self):
+        return self.batch_norm is not None or self.scale is not None
+
+
+def _in_place_on(net, j, blob):
+    """Layer j reads and writes exactly ``blob`` (one bottom, one top, in place)."""
+    bottoms, tops = net.bottom_vecs[j], net.top_vecs[j]
+    return len(bottoms) == 1 and len(tops) == 1 and bottoms[0] is blob and tops[0] is blob
+
+
+def find_fusions(net):
+    """Conv [-> BatchNorm] [-> Scale] [-> ReLU], each consecutive and in place on the
+    conv's top; only chains that absorb at least one layer are returned."""
+    fusions = []
+    layers = net.layers
+    i = 0
+    while i < len(layers):
+        conv = layers[i]
+        if conv.type != "Convolution" or len(net.top_vecs[i]) != 1 \
+                or not hasattr(conv, "fuse_relu"):
+            i += 1
+            continue
+        top = net.top_vecs[i][0]
+        j = i + 1
+        members, bn, scale, slope = [], None, None, None
+        if j < len(layers) and layers[j].type == "BatchNorm" and _in_place_on(net, j, top) \
+                and layers[j].use_global_stats and len(layers[j].blobs) == 3:
+            bn = layers[j]
+            members.append(j)
+            j += 1
+        if j < len(layers) and layers[j].type == "Scale" and _in_place_on(net, j, top) \
+                and _per_channel_scale(layers[j], top):
+            scale = layers[j]
+            members.append(j)
+            j += 1
+        if j < len(layers) and layers[j].type == "ReLU" and _in_place_on(net, j, top):
+            slope = float(layers[j].negative_slope)
+            members.append(j)
+            j += 1
+        if members:
+            fusions.append(FusedConv(i, conv, members, slope, bn, scale))
+        i = j
+    return fusions
+
+
+def _per_channel_scale(layer, top):
+    """A Scale with a learned (C,) operand on axis 1 of an N-d blob (N >= 2)."""
+    return (len(layer.blobs) >= 1 and top.num_axes >= 2
+            and layer.axis in (1, 1 - top.num_axes)
+            and layer.blobs[0].shape == (top.shape[1],)
+            and all(b.shape == (top.shape[1],) for b in layer.blobs[1:]))
+
+
+def affine_of(batch_norm, scale, channels):
+    """(a, c): the per-channel map x -> a x + c that BatchNorm (stored statistics) then
+    Scale apply, computed in float64 from the layers' current blobs."""
+    a = np.ones(channels)
+    c = np.zeros(channels)
+    if batch_norm is not None:
+        mean, var, factor = (b.data.astype(np.float64) for b in batch_norm.blobs)
+        s = 0.0 if factor[0] == 0 else 1.0 / factor[0]
+        inv_std = 1.0 / np.sqrt(var * s + float(batch_norm.eps))
+        a, c = inv_std, -mean * s * inv_std
+    if scale is not None:
+        gamma = scale.blobs[0].data.astype(np.float64)
+        a, c = a * gamma, c * gamma
+        if scale.bias_index is not None:
+            c = c + scale.blobs[scale.bias_index].data
+    return a.astype(np.float32), c.astype(np.float32)
+
+
+def build_clone(net, fusion):
+    """A Convolution set up on the original's bottom and top that computes the chain."""
+    conv = fusion.conv
+    if fusion.folds:
+        lp = caffe_pb2.LayerParameter()
+        lp.CopyFrom(conv.layer_param)
+        clone = create_layer(lp, rng=conv.rng)
+        clone.blobs = [Blob(b.shape, name=b.name) for b in conv.blobs]
+    else:
+        clone = create_layer(conv.layer_param, rng=conv.rng)
+        clone.blobs = conv.blobs        # the very same parameter Blobs: surgery reaches it
+    clone.layer_setup(net.bottom_vecs[fusion.index], net.top_vecs[fusion.index])
+    clone.param_propagate_down = [False] * len(clone.blobs)
+    if fusion.relu_slope is not None:
+        clone.fuse_relu(fusion.relu_slope)
+    fusion.clone = clone
+    if fusion.folds:
+        refold(fusion)
+    return clone
+
+
+def refold(fusion):
+    """Copy the original W and b into the clone and fold the current affine map in."""
+    conv, clone = fusion.conv, fusion.clone
+    if len(clone.blobs) > len(conv.blobs):          # a bias the fold created earlier
+        clone.blobs[1].data[...] = 0.0
+    for mine, theirs in zip(clone.blobs, conv.blobs, strict=False):
+        mine.data[...] = theirs.data
+    a, c = affine_of(fusion.batch_norm, fusion.scale, conv.num_output)
+    clone.fold_affine(a, c)
+
+
+# -- memory ------------------------------------------------------------------------
+def _address(blob):
+    return blob.data.__array_interface__["data"][0]
+
+
+def plan_memory(layer_order, pinned):
+    """Give intermediate blobs shared buffers by liveness; returns (bytes saved, the
+    blobs given a shared buffer).
+
+    Blobs that alias one buffer (Split tops, Flatten/Reshape views, in-place chains) form
+    one group, live from its first writer to its last reader.  A group's buffer goes
+    back to a pool once its last reader has run, and a group first written later takes
+    the smallest pooled buffer that fits (its writer never reads it: strictly later)."""
+    groups = {}                         # buffer address -> [blobs, first, last, pinned]
+    for i, (layer, bottoms, tops) in enumerate(layer_order):
+        for blob in list(bottoms) + list(tops):
+            if blob.count == 0:
+                continue
+            g = groups.setdefault(_address(blob), [[], i, i, False])
+            if all(blob is not m for m in g[0]):
+                g[0].append(blob)
+            g[2] = i
+            if blob.name in pinned or layer.type not in SHAPE_PURE:
+                g[3] = True
+    free = []                           # buffers free to take
+    active = []                         # (last reader, buffer) in use
+    saved = 0
+    planned = []
+    for members, first, last, pin in sorted(groups.values(), key=lambda g: g[1]):
+        count = members[0].count
+        if pin or any(m.count != count for m in members):
+            continue
+        free.extend(buf for end, buf in active if end < first)
+        active = [(end, buf) for end, buf in active if end >= first]
+        fits = [k for k, buf in enumerate(free) if buf.size >= count]
+        if fits:
+            buf = free.pop(min(fits, key=lambda k: free[k].size))
+            saved += count * 4
+        else:
+            buf = np.zeros(count, np.float32)
+        for m in members:
+            m.set_data_buffer(buf[:count])
+        planned.extend(members)
+        active.append((last, buf))
+    return saved, planned
+
+
+def share_pool_masks(layer_order):
+    """One argmax scratch for every single-top MAX Pooling layer: a TEST forward writes
+    each layer's mask and nothing reads it (backward is refused once memory is shared).
+    Returns the number of layers given the shared buffer."""
+    pools = []
+    for layer, _, tops in layer_order:
+        pool = getattr(layer, "pool", None)
+        if layer.type == "Pooling" and len(tops) == 1 \
+                and isinstance(getattr(pool, "mask", None), np.ndarray) and pool.mask.size:
+            pools.append((pool, tops[0].count))
+    if len(pools) < 2:
+        return 0
+    shared = np.zeros(max(n for _, n in pools), np.float32)
+    for pool, _ in pools:
+        pool.mask = shared
+    return len(pools)
+
+
+# -- the plan ------------------------------------------------------------------------
+class InferencePlan:
+    """See the module docstring.  Built and driven by ``Net``."""
+
+    def __init__(self, net, fuse=True, reuse_memory=False, keep=()):
+        if net.phase != TEST:
+            raise LayerError(f"optimize_for_inference: net '{net.name}' is a TRAIN net; "
+                             "only TEST nets can be optimized (training needs every layer's "
+                             "backward and every blob's values)")
+        self.net = net
+        self.fusions = find_fusions(net) if fuse else []
+        by_index = {f.index: f for f in self.fusions}
+        absorbed = {j for f in self.fusions for j in f.members}
+        self.static = all(layer.type in SHAPE_PURE for layer in net.layers)
+        self.inputs = [blob for i, layer in enumerate(net.layers) if layer.type == "Input"
+                       for blob in net.top_vecs[i]]
+        order = []                      # (layer, bottoms, tops) as the plan runs them
+        for i, layer in enumerate(net.layers):
+            f = by_index.get(i)
+            if f is not None:
+                layer = build_clone(net, f)
+            order.append((layer, net.bottom_vecs[i], net.top_vecs[i]))
+        self.order = order
+        self.steps = [(layer.forward, b, t) for i, (layer, b, t) in enumerate(order)
+                      if i not in absorbed and not _idle_in_test(layer, b, t)]
+        self.reshapes = [(layer.reshape, b, t) for layer, b, t in order]
+        self.runs = [(layer.reshape, layer.forward if i not in absorbed and not
+                      _idle_in_test(layer, b, t) else None, b, t)
+                     for i, (layer, b, t) in enumerate(order)]
+        self.reuse_memory = bool(reuse_memory)
+        if self.reuse_memory and not self.static:
+            odd = sorted({layer.type for layer in net.layers if layer.type not in SHAPE_PURE})
+            logger.warning("optimize_for_inference: not reusing blob memory in net '%s': its "
+                           "shapes are not fixed by its inputs (layer types %s)", net.name,
+                           ", ".join(odd))
+            self.reuse_memory = False
+        self.kept = set(keep or ()) | set(net.outputs) | set(net.inputs) | {
+            name for name, w in net.blob_loss_weights.items() if w}
+        unknown = [n for n in keep or () if n not in net.blobs]
+        if unknown:
+            raise LayerError(f"optimize_for_inference: net '{net.name}' has no blob "
+                             f"'{unknown[0]}' to keep")
+        self.saved_bytes = 0
+        self._planned = []
+        self._shared_masks = 0
+        self._shapes = None
+        self._stale = False
+        logger.info("Optimized net '%s' for inference: %d convolutions fused (%d layers "
+                    "absorbed), %d of %d layers run%s", net.name, len(self.fusions),
+                    len(absorbed), len(self.steps), len(net.layers),
+                    ", blob memory reused" if self.reuse_memory else "")
+
+    def invalidate(self):
+        """The original weights may have changed: refold before the next forward."""
+        if any(f.folds for f in self.fusions):
+            self._stale = True
+
+    def refresh(self):
+        for f in self.fusions:
+            if f.folds:
+                refold(f)
+        self._stale = False
+
+    def forward(self):
+        if self._stale:
+            self.refresh()
+        if not self.static:
+            for reshape, forward, b, t in self.runs:
+                reshape(b, t)
+                if forward is not None:
+                    forward(b, t)
+            return
+        shapes = [b.shape for b in self.inputs]
+        if shapes != self._shapes:
+            self._detach()
+            for reshape, b, t in self.reshapes:
+                reshape(b, t)
+            if self.reuse_memory:
+                self.saved_bytes, self._planned = plan_memory(self.order, self.kept)
+                for reshape, b, t in self.reshapes:     # layers that cached views of tops
+                    reshape(b, t)
+                self._shared_masks = share_pool_masks(self.order)
+            self._shapes = shapes
+        for forward, b, t in self.steps:
+            forward(b, t)
+
+    @property
+    def shares_memory(self):
+        """Whether blobs currently share buffers by the memory plan."""
+        return bool(self._planned or self._shared_masks)
+
+    def _detach(self):
+        """Own buffers again for the blobs of the last memory plan, so that a new plan
+        (new shapes) starts from distinct buffers; values are kept."""
+        for blob in self._planned:
+            blob.set_data_buffer(blob.data.reshape(-1).copy())
+        self._planned = []
+        for layer, _, _ in self.order if self._shared_masks else ():
+            pool = getattr(layer, "pool", None)
+            if layer.type == "Pooling" and isinstance(getattr(pool, "mask", None), np.ndarray):
+                pool.mask = pool.mask.copy()
+        self._shared_masks = 0
+
+    def release(self):
+        """Undo the memory plan: every blob owns its buffer again (values kept)."""
+        self._detach()
+        self._shapes = None
+
+    def forget_shapes(self):
+        """Reshape everything at the next forward (after a plain reshape or forward)."""
+        self._shapes = None
+
+
+def _idle_in_test(layer, bottoms, tops):
+    """Layers whose TEST forward computes nothing once reshape has run."""
+    if layer.type in ("Input", "Silence", "Split"):
+        return True
+    if layer.type == "Dropout":
+        return bottoms[0] is tops[0]
+    return False

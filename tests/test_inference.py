@@ -1,0 +1,350 @@
+"""The opt-in inference plan (netdef/inference.py): fused Conv+BN+Scale+ReLU, the tight
+loop, the liveness memory plan -- and that nothing a pycaffe user sees changes."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from netdef.errors import LayerError, NetdefError
+from netdef.inference import affine_of, find_fusions
+from netdef.net import Net
+from tests.shared import DATA, need
+
+# conv1 -> BN -> Scale -> ReLU (all in place): folded + fused.  conv2 (no bias) -> BN ->
+# Scale (no bias): folded.  conv3 -> ReLU (in place): ReLU fused.  conv4 -> ReLU with
+# its own top: not fused (conv4's top stays visible pre-ReLU).  'c3' feeds two layers
+# (a Split), a Concat joins, a Dropout in place idles in TEST.
+NET = """
+name: "tiny"
+layer { name: "data" type: "Input" top: "data"
+  input_param { shape { dim: 2 dim: 3 dim: 6 dim: 6 } } }
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "c1"
+  convolution_param { num_output: 4 kernel_size: 3 pad: 1 } }
+layer { name: "bn1" type: "BatchNorm" bottom: "c1" top: "c1" }
+layer { name: "sc1" type: "Scale" bottom: "c1" top: "c1" scale_param { bias_term: true } }
+layer { name: "relu1" type: "ReLU" bottom: "c1" top: "c1" relu_param { negative_slope: 0.1 } }
+layer { name: "conv2" type: "Convolution" bottom: "c1" top: "c2"
+  convolution_param { num_output: 5 kernel_size: 1 bias_term: false } }
+layer { name: "bn2" type: "BatchNorm" bottom: "c2" top: "c2" }
+layer { name: "sc2" type: "Scale" bottom: "c2" top: "c2" }
+layer { name: "conv3" type: "Convolution" bottom: "c2" top: "c3"
+  convolution_param { num_output: 4 kernel_size: 3 pad: 1 } }
+layer { name: "relu3" type: "ReLU" bottom: "c3" top: "c3" }
+layer { name: "conv4" type: "Convolution" bottom: "c3" top: "c4"
+  convolution_param { num_output: 3 kernel_size: 3 pad: 1 } }
+layer { name: "relu4" type: "ReLU" bottom: "c4" top: "r4" }
+layer { name: "pool" type: "Pooling" bottom: "c3" top: "p"
+  pooling_param { pool: MAX kernel_size: 1 } }
+layer { name: "cat" type: "Concat" bottom: "r4" bottom: "p" top: "cat" }
+layer { name: "drop" type: "Dropout" bottom: "cat" top: "cat" }
+layer { name: "fc" type: "InnerProduct" bottom: "cat" top: "fc"
+  inner_product_param { num_output: 5 } }
+layer { name: "prob" type: "Softmax" bottom: "fc" top: "prob" }
+"""
+
+
+def make_net(seed=0, **optimize):
+    net = Net(NET, phase="TEST")
+    rng = np.random.default_rng(seed)
+    for name, blobs in net.params.items():
+        for k, blob in enumerate(blobs):
+            blob.data[...] = rng.uniform(-1, 1, blob.shape)
+            if name.startswith("bn") and k == 1:
+                blob.data[...] = rng.uniform(0.5, 2.0, blob.shape)      # variances
+            if name.startswith("bn") and k == 2:
+                blob.data[...] = 2.0                                    # scale factor
+    if optimize:
+        net.optimize_for_inference(**optimize)
+    return net
+
+
+def data(batch=2, seed=1):
+    return np.random.default_rng(seed).uniform(-1, 1, (batch, 3, 6, 6)).astype(np.float32)
+
+
+def assert_blobs_equal(got, want, names=None):
+    for name in names or want.blobs:
+        a, b = got.blobs[name].data, want.blobs[name].data
+        assert a.shape == b.shape, name
+        scale = max(1.0, float(np.abs(b).max()))    # float32 round-off of the fold
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * scale, err_msg=name)
+
+
+def test_finds_the_chains_caffe_deploy_nets_have():
+    net = make_net()
+    found = {f.conv.name: ([net.layers[j].name for j in f.members], f.folds, f.relu_slope)
+             for f in find_fusions(net)}
+    assert found == {"conv1": (["bn1", "sc1", "relu1"], True, pytest.approx(0.1)),
+                     "conv2": (["bn2", "sc2"], True, None),
+                     "conv3": (["relu3"], False, 0.0)}
+
+
+def test_affine_of_batch_norm_and_scale_matches_the_layers():
+    net = make_net()
+    x = data()
+    net.forward(end="conv1", data=x)
+    before = net.blobs["c1"].data.copy()
+    net.forward(start="bn1", end="sc1")
+    a, c = affine_of(net.layer_dict["bn1"], net.layer_dict["sc1"], 4)
+    want = before * a.reshape(1, 4, 1, 1) + c.reshape(1, 4, 1, 1)
+    np.testing.assert_allclose(net.blobs["c1"].data, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("reuse", [False, True])
+def test_full_forward_equals_the_plain_net(reuse):
+    plain, fast = make_net(), make_net(fuse=True, reuse_memory=reuse)
+    x = data()
+    want = plain.forward(data=x)
+    got = fast.forward(data=x)
+    np.testing.assert_allclose(got["prob"], want["prob"], rtol=1e-4, atol=5e-5)
+    if not reuse:
+        assert_blobs_equal(fast, plain)        # every named blob, intermediate ones too
+    got = fast.forward(data=x)                 # second call: reshape and plan skipped
+    np.testing.assert_allclose(got["prob"], want["prob"], rtol=1e-4, atol=5e-5)
+
+
+def test_the_nets_own_layers_and_params_are_untouched():
+    plain, fast = make_net(), make_net(fuse=True)
+    fast.forward(data=data())
+    for name, blobs in plain.params.items():
+        mine = fast.params[name]
+        assert len(mine) == len(blobs), name
+        for a, b in zip(mine, blobs, strict=True):
+            np.testing.assert_array_equal(a.data, b.data)
+    assert fast.layer_dict["conv2"].bias_term is False
+    assert fast.layer_dict["conv3"].fused_relu is None
+
+
+def test_partial_forwards_run_the_unfused_layers():
+    plain, fast = make_net(), make_net(fuse=True)
+    x = data()
+    for net in (plain, fast):
+        net.forward(data=x)                    # the fast one: fused
+        net.forward(end="conv1", data=x)       # conv1's top holds the pre-BN values
+    assert_blobs_equal(fast, plain, ["c1"])
+    for net in (plain, fast):
+        net.forward(start="bn1", end="conv3")
+        net.forward(start="relu3")
+    assert_blobs_equal(fast, plain)
+
+
+@pytest.mark.parametrize("layer,index", [("conv1", 0), ("bn1", 0), ("bn2", 1), ("sc1", 1),
+                                         ("conv3", 1), ("conv2", 0)])
+def test_net_surgery_reaches_the_next_forward(layer, index):
+    plain, fast = make_net(), make_net(fuse=True)
+    x = data()
+    fast.forward(data=x)
+    for net in (plain, fast):
+        net.params[layer][index].data[...] *= 1.5
+    fast.forward(data=x)
+    plain.forward(data=x)
+    assert_blobs_equal(fast, plain)
+
+
+def test_surgery_through_a_kept_reference_needs_refresh():
+    plain, fast = make_net(), make_net(fuse=True)
+    x = data()
+    w_fast, w_plain = fast.params["bn1"][1], plain.params["bn1"][1]
+    fast.forward(data=x)
+    w_fast.data[...] *= 2.0
+    w_plain.data[...] *= 2.0
+    fast.inference_plan.refresh()
+    fast.forward(data=x)
+    plain.forward(data=x)
+    assert_blobs_equal(fast, plain)
+
+
+def test_copy_from_and_save_use_the_original_parameters(tmp_path):
+    source = make_net(seed=5)
+    path = str(tmp_path / "w.caffemodel")
+    source.save(path)
+    plain, fast = make_net(), make_net(fuse=True)
+    x = data()
+    fast.forward(data=x)
+    fast.copy_from(path)
+    plain.copy_from(path)
+    fast.forward(data=x)
+    plain.forward(data=x)
+    assert_blobs_equal(fast, plain)
+    fast.save(str(tmp_path / "fast.caffemodel"))
+    plain.save(str(tmp_path / "plain.caffemodel"))
+    assert (tmp_path / "fast.caffemodel").read_bytes() == \
+        (tmp_path / "plain.caffemodel").read_bytes()
+
+
+def test_new_input_shape_replans():
+    plain, fast = make_net(), make_net(fuse=True, reuse_memory=True)
+    for batch in (2, 5, 1):
+        x = data(batch, seed=batch)
+        for net in (plain, fast):
+            net.blobs["data"].reshape(x.shape)
+        want = plain.forward(data=x)["prob"]
+        got = fast.forward(data=x)["prob"]
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=5e-5)
+
+
+def test_reuse_memory_shares_buffers_and_guards_lost_blobs():
+    fast = make_net(fuse=True, reuse_memory=True, keep=["c3"])
+    plain = make_net()
+    x = data()
+    plain.forward(data=x)
+    out = fast.forward(blobs=["c3"], data=x)
+    assert fast.inference_plan.saved_bytes > 0
+    np.testing.assert_allclose(out["c3"], plain.blobs["c3"].data, rtol=1e-5, atol=1e-5)
+    with pytest.raises(LayerError, match="keep"):
+        fast.forward(blobs=["c2"], data=x)
+    with pytest.raises(LayerError, match="no blob"):
+        make_net(fuse=True, reuse_memory=True, keep=["nope"])
+
+
+def test_partial_forwards_with_reused_memory_still_compute_the_net():
+    plain, fast = make_net(), make_net(fuse=True, reuse_memory=True)
+    x = data()
+    fast.forward(data=x)                       # lays out the shared buffers
+    fast.forward(end="conv2", data=x)
+    fast.forward(start="bn2")
+    plain.forward(data=x)
+    assert_blobs_equal(fast, plain, ["prob"])
+
+
+def test_train_nets_are_refused():
+    with pytest.raises(LayerError, match="TRAIN"):
+        Net(NET, phase="TRAIN").optimize_for_inference()
+
+
+def test_backward_after_an_optimized_forward_matches_the_plain_net():
+    text = "force_backward: true\n" + NET
+    plain, fast = Net(text, phase="TEST"), Net(text, phase="TEST")
+    fast.copy_trained_layers([(n, [b.data for b in bl]) for n, bl in plain.params.items()])
+    fast.optimize_for_inference()
+    x = data()
+    for net in (plain, fast):
+        net.forward(data=x)
+        net.blobs["prob"].diff[...] = np.arange(10, dtype=np.float32).reshape(2, 5)
+        net.backward()
+    np.testing.assert_allclose(fast.blobs["data"].diff, plain.blobs["data"].diff,
+                               rtol=1e-4, atol=1e-6)
+    fast.optimize_for_inference(reuse_memory=True)
+    fast.forward(data=x)
+    with pytest.raises(NetdefError, match="reuse_memory"):
+        fast.backward()
+    fast.forward(start="conv1", data=x)        # the plain layers, but shared buffers
+    with pytest.raises(NetdefError, match="reuse_memory"):
+        fast.backward()
+    fast.optimize_for_inference()              # a new plan gives the buffers back
+    for net in (plain, fast):
+        net.forward(data=x)
+        net.backward()
+    np.testing.assert_allclose(fast.blobs["data"].diff, plain.blobs["data"].diff,
+                               rtol=1e-4, atol=1e-6)
+
+
+def test_nets_with_data_layers_keep_per_forward_reshapes():
+    text = NET.replace(
+        'layer { name: "data" type: "Input" top: "data"\n'
+        '  input_param { shape { dim: 2 dim: 3 dim: 6 dim: 6 } } }',
+        'layer { name: "data" type: "DummyData" top: "data" dummy_data_param { shape { dim: 2 '
+        'dim: 3 dim: 6 dim: 6 } data_filler { type: "uniform" min: -1 max: 1 } } }')
+    plain = Net(text, phase="TEST", seed_seq=np.random.SeedSequence(3))
+    fast = Net(text, phase="TEST", seed_seq=np.random.SeedSequence(3))
+    fast.copy_trained_layers([(n, [b.data for b in bl]) for n, bl in plain.params.items()])
+    fast.optimize_for_inference(reuse_memory=True)
+    assert not fast.inference_plan.static and not fast.inference_plan.reuse_memory
+    plain.forward()
+    fast.forward()
+    assert_blobs_equal(fast, plain)
+
+
+def test_constructor_opt_in():
+    net = Net(NET, phase="TEST", optimize=True)
+    assert net.inference_plan is not None
+    assert Net(NET, phase="TEST").inference_plan is None
+
+
+MODELS = {
+    "lenet_ethereon": "lenet_iter_10000.caffemodel",
+    "cifar10_quick_everpeace": "cifar10_quick_iter_5000.caffemodel",
+    "mtcnn_det1": "det1.caffemodel",
+}
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_real_models_optimized_match_opencv(name):
+    folder = need(os.path.join(DATA, "models", name))
+    ref = np.load(os.path.join(folder, "reference_opencv.npz"))
+    meta = json.loads(str(ref["meta_json"][()]))
+    net = Net(os.path.join(folder, "deploy.prototxt"), phase="TEST",
+              weights=os.path.join(folder, MODELS[name]))
+    net.optimize_for_inference(reuse_memory=True)
+    for run in meta["runs"]:
+        shape = run["input_shape"]
+        suffix = "" if shape == meta["runs"][0]["input_shape"] else "@" + "x".join(map(str, shape))
+        x = ref["input" + suffix]
+        net.blobs[net.inputs[0]].reshape(x.shape)
+        out = net.forward(**{net.inputs[0]: x})
+        for key in run["outputs"]:
+            want = ref[f"out{suffix}/{key}"]
+            err = float(np.abs(out[key] - want.reshape(out[key].shape)).max())
+            assert err <= 1e-4 * max(1.0, float(np.abs(want).max())), f"{name} {key}: {err:.3g}"
+    assert net.inference_plan.shares_memory
+
+
+def test_surgery_through_layers_and_layer_dict_refolds():
+    plain, fast = make_net(), make_net(fuse=True)
+    x = data()
+    fast.forward(data=x)
+    for net in (plain, fast):
+        net.layers[2].blobs[0].data[...] += 0.25            # bn1's mean
+        net.layer_dict["sc2"].blobs[0].data[...] *= -1.0
+    for net in (plain, fast):
+        net.forward(data=x)
+    assert_blobs_equal(fast, plain)
+
+
+def test_batch_norm_with_batch_statistics_is_not_folded():
+    text = NET.replace('layer { name: "bn1" type: "BatchNorm" bottom: "c1" top: "c1" }',
+                       'layer { name: "bn1" type: "BatchNorm" bottom: "c1" top: "c1" '
+                       'batch_norm_param { use_global_stats: false } }')
+    net = Net(text, phase="TEST")
+    chains = {f.conv.name: [net.layers[j].name for j in f.members] for f in find_fusions(net)}
+    assert "conv1" not in chains and chains["conv2"] == ["bn2", "sc2"]
+
+
+BRANCHES = """
+name: "branches"
+layer { name: "data" type: "Input" top: "data"
+  input_param { shape { dim: 1 dim: 2 dim: 5 dim: 5 } } }
+layer { name: "a" type: "Convolution" bottom: "data" top: "a"
+  convolution_param { num_output: 3 kernel_size: 1 } }
+layer { name: "b" type: "Convolution" bottom: "data" top: "b"
+  convolution_param { num_output: 3 kernel_size: 1 } }
+layer { name: "c" type: "Convolution" bottom: "data" top: "c"
+  convolution_param { num_output: 3 kernel_size: 1 } }
+layer { name: "cat" type: "Concat" bottom: "a" bottom: "b" bottom: "c" top: "cat" }
+layer { name: "d" type: "Convolution" bottom: "cat" top: "d"
+  convolution_param { num_output: 3 kernel_size: 1 } }
+layer { name: "e" type: "Convolution" bottom: "d" top: "e"
+  convolution_param { num_output: 3 kernel_size: 1 } }
+layer { name: "f" type: "Convolution" bottom: "e" top: "f"
+  convolution_param { num_output: 3 kernel_size: 1 } }
+"""
+
+
+def test_memory_plan_reuses_equal_sized_buffers_only_after_their_last_reader():
+    plain = Net(BRANCHES, phase="TEST")
+    fast = Net(BRANCHES, phase="TEST")
+    fast.copy_trained_layers([(n, [b.data for b in bl]) for n, bl in plain.params.items()])
+    fast.optimize_for_inference(reuse_memory=True)
+    x = data(1)[:, :2, :5, :5]
+    plain.forward(data=x)
+    fast.forward(data=x)
+    np.testing.assert_allclose(fast.blobs["f"].data, plain.blobs["f"].data, rtol=1e-5)
+    blobs = fast.blobs
+    # a, b, c are read together by the concat: distinct; d and e may take their buffers.
+    assert not np.shares_memory(blobs["a"].data, blobs["b"].data)
+    assert not np.shares_memory(blobs["b"].data, blobs["c"].data)
+    assert any(np.shares_memory(blobs["e"].data, blobs[n].data) for n in "abc")
+    assert not np.shares_memory(blobs["f"].data, blobs["e"].data)     # f is the output
+    assert fast.inference_plan.saved_bytes > 0
