@@ -34,6 +34,8 @@ test-fast: install
 bench: install
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/run.py --net cifar --batch 100 --iters 20
+	$(BIN)/python benchmarks/run.py --net caffenet --batch 16 --iters 5 --warmup 3
+	$(BIN)/python benchmarks/bench_glue.py
 	$(BIN)/python benchmarks/bench_inference.py
 	$(BIN)/python benchmarks/bench_scaling.py
 

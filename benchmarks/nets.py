@@ -5,6 +5,7 @@ import os
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LENET = os.path.join(ROOT, "examples", "mnist", "lenet_train_test.prototxt")
 CIFAR = os.path.join(ROOT, "models", "cifar10_quick", "deploy.prototxt")
+CAFFENET = os.path.join(ROOT, "models", "caffenet", "deploy.prototxt")
 
 
 def with_random_input(path, name, data_shape, drop, loss_bottom=None):
@@ -44,3 +45,18 @@ def cifar_bench_net(batch):
     last = read_net_param(CIFAR).layer[-1].bottom[0]
     return with_random_input(CIFAR, "CIFAR10-quick-bench", [batch, 3, 32, 32],
                              ("Input", "Softmax"), loss_bottom=last)
+
+
+def caffenet_bench_net(batch):
+    """BVLC CaffeNet's deploy net (227x227 input, MAX pooling before each LRN, grouped
+    conv2/4/5, fc6/fc7 with ReLU + Dropout) with a softmax loss in place of its Softmax,
+    and Gaussian weights (std 0.01) so the activations are not all zero."""
+    net = with_random_input(CAFFENET, "CaffeNet-bench", [batch, 3, 227, 227],
+                            ("Input", "Softmax"), loss_bottom="fc8")
+    for layer in net.layer:
+        param = {"Convolution": layer.convolution_param,
+                 "InnerProduct": layer.inner_product_param}.get(layer.type)
+        if param is not None:
+            param.weight_filler.type, param.weight_filler.std = "gaussian", 0.01
+            param.bias_filler.type, param.bias_filler.value = "constant", 0.1
+    return net

@@ -13,7 +13,9 @@ x / bottom_diff: (N, C, H, W); top / top_diff / mask / rand: (N, C, PH, PW); flo
 Inner loops index with unsigned integers (numba then skips its negative-index test)
 and pick maxima with selects rather than branches; the 2x2 stride-2 unpadded MAX of
 LeNet-style nets has its own kernel, ~3x faster than the general one, and so has the
-3x3 stride-2 unpadded AVE of CIFAR10-quick.
+3x3 stride-2 unpadded AVE of CIFAR10-quick (forward, and backward for the windows inside
+the image).  AVE backward divides the top gradient by the window size in float32, as
+Caffe does.
 """
 
 import numpy as np
@@ -228,6 +230,13 @@ def ave_pool_backward(top_diff, bottom_diff, kernel_h, kernel_w, stride_h, strid
     PH, PW = top_diff.shape[2], top_diff.shape[3]
     tf = top_diff.reshape(-1)
     bf = bottom_diff.reshape(-1)
+    # 3x3 stride 2 unpadded (CIFAR10-quick): windows inside the image add their 9 pixels
+    # unrolled; every window still adds in the general order, so the bits are the same
+    fast = kernel_h == 3 and kernel_w == 3 and stride_h == 2 and stride_w == 2 \
+        and pad_h == 0 and pad_w == 0
+    qh = max(0, min(PH, (H - 3) // 2 + 1)) if fast else 0
+    qw = max(0, min(PW, (W - 3) // 2 + 1)) if fast else 0
+    nine = np.float32(9.0)
     for plane in prange(N * C):
         bb = plane * H * W
         tb = plane * PH * PW
@@ -235,18 +244,35 @@ def ave_pool_backward(top_diff, bottom_diff, kernel_h, kernel_w, stride_h, strid
             for i in range(_U(bb), _U(bb + H * W)):
                 bf[i] = 0.0
         for ph in range(PH):
+            if ph < qh:
+                r0 = _U(bb + 2 * ph * W)
+                r1 = r0 + _U(W)
+                r2 = r1 + _U(W)
+                t0 = _U(tb + ph * PW)
+                for q in range(_U(qw)):
+                    g = tf[t0 + q] / nine
+                    c = 2 * q
+                    bf[r0 + c] += g
+                    bf[r0 + c + 1] += g
+                    bf[r0 + c + 2] += g
+                    bf[r1 + c] += g
+                    bf[r1 + c + 1] += g
+                    bf[r1 + c + 2] += g
+                    bf[r2 + c] += g
+                    bf[r2 + c + 1] += g
+                    bf[r2 + c + 2] += g
             hs = ph * stride_h - pad_h
             he = min(hs + kernel_h, H + pad_h)
             size_h = he - hs
             hs = max(hs, 0)
             he = min(he, H)
-            for pw in range(PW):
+            for pw in range(qw if ph < qh else 0, PW):
                 ws = pw * stride_w - pad_w
                 we = min(ws + kernel_w, W + pad_w)
                 size = size_h * (we - ws)
                 ws = max(ws, 0)
                 we = min(we, W)
-                g = tf[_U(tb + ph * PW + pw)] / size
+                g = tf[_U(tb + ph * PW + pw)] / np.float32(size)  # float32, as Caffe
                 for h in range(hs, he):
                     row = _U(bb + h * W)
                     for w in range(_U(ws), _U(we)):
