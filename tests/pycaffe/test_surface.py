@@ -117,6 +117,8 @@ def test_logging_functions(capfd):
 
     saved = (list(logger.handlers), logger.level, logger.propagate)
     try:
+        # An earlier test in this process may have attached the handler to another stream.
+        logger.handlers[:] = [h for h in logger.handlers if not getattr(h, "_netdef", False)]
         netdef.init_log()
         netdef.log("hello from a script")
         assert "hello from a script" in capfd.readouterr().err
