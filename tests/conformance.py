@@ -15,7 +15,12 @@ def load_case(path):
     return case
 
 
-def close(got, want, rtol):
+def close(got, want, rtol, atol=None):
+    """None when ``got`` matches ``want``, else what is wrong.
+
+    By default the error is measured against the largest expected magnitude (at least 1);
+    with ``atol`` every element must satisfy |got - want| <= atol + rtol * |want|.
+    """
     got = np.asarray(got, np.float64)
     want = np.asarray(want, np.float64)
     if got.shape != want.shape:
@@ -24,6 +29,10 @@ def close(got, want, rtol):
         got = got.reshape(want.shape)
     scale = max(1.0, float(np.abs(want).max()) if want.size else 1.0)
     err = float(np.abs(got - want).max()) if want.size else 0.0
+    if atol is not None:
+        bad = int(np.count_nonzero(~(np.abs(got - want) <= atol + rtol * np.abs(want))))
+        return None if not bad else (f"{bad} of {want.size} elements beyond atol {atol:g} + "
+                                     f"rtol {rtol:g} * |want| (max abs err {err:.3g})")
     return None if err <= rtol * scale else f"max abs err {err:.3g} (scale {scale:.3g})"
 
 

@@ -7,7 +7,7 @@ import pytest
 from netdef.blob import Blob
 from netdef.errors import LayerError, ShapeError
 from tests.gradcheck import check_gradient
-from tests.layers.single_layer_replay import replay_layers
+from tests.layers.layer_case import replay_layer
 from tests.layers.test_neuron import blob_of, make, normal
 
 
@@ -341,4 +341,4 @@ def test_bias_scale_bad_shapes(text, bottom_shapes, error, message):
                                   "eltwise_sum_coeff", "bias", "scale_axis0", "scale_bias",
                                   "scale_inplace_axis_neg"])
 def test_golden(name):
-    replay_layers(name, rtol=1e-5, atol=1e-6)
+    replay_layer(name, rtol=1e-5, atol=1e-6)

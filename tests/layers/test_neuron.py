@@ -10,7 +10,7 @@ from netdef.errors import LayerError, ShapeError
 from netdef.layer import create_layer
 from netdef.proto import caffe_pb2
 from tests.gradcheck import check_gradient
-from tests.layers.single_layer_replay import replay_layers
+from tests.layers.layer_case import replay_layer
 
 TRAIN, TEST = 0, 1
 
@@ -392,9 +392,9 @@ GOLDEN_LOOSE = ["exp", "log", "log_e", "power"]
 
 @pytest.mark.parametrize("name", GOLDEN)
 def test_golden(name):
-    replay_layers(name, rtol=1e-5, atol=1e-6)
+    replay_layer(name, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", GOLDEN_LOOSE)
 def test_golden_exp_log(name):
-    replay_layers(name, rtol=1e-4, atol=1e-5)
+    replay_layer(name, rtol=1e-4, atol=1e-5)
