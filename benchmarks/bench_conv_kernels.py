@@ -7,7 +7,11 @@ the same nets against a copy of their bottom.  Times are the best of ``--repeat`
 runs.  ``--clock wall`` (default) times the parallel kernels as they run;
 ``--clock thread`` re-runs itself on one thread (numba and BLAS) and counts that
 thread's CPU time, which stays meaningful on a machine busy with other work.
-Run: python benchmarks/bench_conv_kernels.py [--clock thread]
+``--routes`` instead times each convolution route (NETDEF_CONV_ALGO: whole-batch
+``gemm``, cache-``blocked``, ``winograd`` where it applies) per pass -- forward, weight
+(+ bias) gradient, data gradient -- at the real LeNet and CIFAR10-quick layer shapes, in
+alternating rounds; printed: median / minimum ms.
+Run: python benchmarks/bench_conv_kernels.py [--clock thread] [--routes]
 """
 
 import argparse
@@ -92,7 +96,7 @@ def bench_shape(name, batch, chw, num_output, kernel, pad, repeat):
     gemm_out = rng.standard_normal((num_output, batch * P)).astype(np.float32)
     top = np.empty((batch, num_output, P), np.float32)
     bias = rng.standard_normal(num_output).astype(np.float32)
-    ms = best_ms(lambda: K.cn_to_nc(gemm_out, top, bias), repeat)[0]
+    ms = best_ms(lambda: K.cn_to_nc(gemm_out, top, bias, False, 0.0), repeat)[0]
     row("layout + bias (fwd)", ms, out_bytes, ref_out)
     bias_diff = np.zeros(num_output, np.float32)
     ms = best_ms(lambda: K.nc_to_cn(top, gemm_out, bias_diff), repeat)[0]
@@ -121,6 +125,57 @@ def bench_shape(name, batch, chw, num_output, kernel, pad, repeat):
     what = "weight + data gradients" if down[0] else "weight gradient only"
     print(f"  {'conv backward':<26} {bwd[0]:8.3f} ms (median {bwd[1]:.3f}); {what}, "
           f"{(1 + down[0]) * flops / 1e6 / bwd[0]:.1f} GFLOP/s overall")
+
+
+# name, batch, (C, H, W), num_output, kernel, pad: every convolution of the two nets
+ROUTE_SHAPES = [
+    ("LeNet conv1", 64, (1, 28, 28), 20, 5, 0),
+    ("LeNet conv2", 64, (20, 12, 12), 50, 5, 0),
+    ("CIFAR10-quick conv1", 100, (3, 32, 32), 32, 5, 2),
+    ("CIFAR10-quick conv2", 100, (32, 16, 16), 32, 5, 2),
+    ("CIFAR10-quick conv3", 100, (32, 8, 8), 64, 5, 2),
+]
+
+
+def bench_routes(name, batch, chw, num_output, kernel, pad, repeat):
+    """Forward, weight gradient and data gradient of each route, alternating rounds."""
+    from netdef.layers import conv as conv_module
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch,) + chw).astype(np.float32)
+    layers = {}
+    for algo in conv_module.ALGORITHMS:
+        os.environ[conv_module.ALGO_ENV] = algo
+        layer = conv_layer(num_output, kernel, pad)
+        bottom, tops = [Blob(x.shape, name="x")], [Blob((), name="y")]
+        bottom[0].data[...] = x
+        layer.layer_setup(bottom, tops)
+        layer.forward(bottom, tops)
+        if layer.algo != algo:
+            continue                    # the route does not serve this shape
+        tops[0].diff[...] = rng.standard_normal(tops[0].shape)
+        layer.backward(tops, [True], bottom)
+        layers[algo] = (layer, bottom, tops)
+    times = {(a, p): [] for a in layers for p in ("fwd", "w", "all")}
+    for _ in range(repeat):
+        for algo, (layer, bottom, tops) in layers.items():
+            for part, down in (("fwd", None), ("w", False), ("all", True)):
+                if down is True:
+                    layer.forward(bottom, tops)     # as in training: forward, backward
+                t = CLOCK()
+                if down is None:
+                    layer.forward(bottom, tops)
+                else:
+                    layer.backward(tops, [down], bottom)
+                times[algo, part].append(1000.0 * (CLOCK() - t))
+    print(f"{name}: batch {batch}, {chw[0]}x{chw[1]}x{chw[2]} -> {num_output} "
+          f"{kernel}x{kernel} pad {pad}   (ms, median / min)")
+    for algo in layers:
+        fwd, w, both = (times[algo, p] for p in ("fwd", "w", "all"))
+        data = [b - a for a, b in zip(w, both, strict=True)]
+        print(f"  {algo:9s} forward {np.median(fwd):7.2f} / {min(fwd):7.2f}   weight grad "
+              f"{np.median(w):7.2f} / {min(w):7.2f}   data grad {np.median(data):7.2f}   "
+              f"fwd+bwd {np.median(fwd) + np.median(both):7.2f}")
 
 
 # name, (N, C, H, W), method, kernel, stride
@@ -157,6 +212,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=50)
     parser.add_argument("--clock", choices=("wall", "thread"), default="wall")
+    parser.add_argument("--routes", action="store_true",
+                        help="time the convolution routes per pass instead")
     args = parser.parse_args()
     if args.clock == "thread":
         if os.environ.get("NUMBA_NUM_THREADS") != "1":
@@ -169,6 +226,10 @@ def main():
     print(f"numba {numba.__version__} ({numba.config.NUMBA_NUM_THREADS} threads, "
           f"{numba.threading_layer() if _parallel_warm() else '?'} layer), numpy "
           f"{np.__version__}, clock: {args.clock}")
+    if args.routes:
+        for shape in ROUTE_SHAPES:
+            bench_routes(*shape, repeat=min(args.repeat, 15))
+        return
     for shape in SHAPES:
         bench_shape(*shape, repeat=args.repeat)
     for pool in POOLS:
@@ -177,7 +238,7 @@ def main():
 
 def _parallel_warm():
     """Run one parallel kernel so numba has chosen its threading layer."""
-    K.add_channel_bias(np.zeros((1, 1, 1), np.float32), np.zeros(1, np.float32))
+    K.add_channel_bias(np.zeros((1, 1, 1), np.float32), np.zeros(1, np.float32), False, 0.0)
     return True
 
 

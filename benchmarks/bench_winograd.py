@@ -1,6 +1,6 @@
-"""Convolution layer forward / data gradient: im2col + GEMM against Winograd F(2x2, 3x3).
+"""Convolution layer forward / backward: im2col + GEMM (whole-batch, blocked) vs Winograd.
 
-For each 3x3 stride-1 shape, the layer is built twice with NETDEF_CONV_ALGO forced, and
+For each 3x3 stride-1 shape, the layer is built per route with NETDEF_CONV_ALGO forced, and
 forward and backward (weights + data) are timed round-robin; printed: median and
 minimum ms.  ``--clock thread`` (default) runs on one numba and one BLAS thread and
 counts this thread's CPU time, which stays meaningful on a busy machine.
@@ -56,7 +56,7 @@ def main():
 
     print(f"clock: {args.clock}; ms per call, median / min of {args.repeat}")
     for name, shape, num_output, pad in SHAPES:
-        layers = {a: build(a, shape, num_output, pad) for a in ("gemm", "winograd")}
+        layers = {a: build(a, shape, num_output, pad) for a in ("gemm", "blocked", "winograd")}
         times = {(a, p): [] for a in layers for p in ("fwd", "bwd")}
         for _ in range(args.repeat):
             for a, (layer, bottom, top) in layers.items():

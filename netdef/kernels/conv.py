@@ -273,24 +273,36 @@ def col2im_nd(col, x, row_stride, n_stride, in_shape, out_shape, kernel, stride,
 
 
 # -- layout passes around the GEMMs -------------------------------------------
-@njit(cache=True, nogil=True, parallel=True)
-def cn_to_nc(src, dst, bias):
-    """dst[n, c, :] = src[c, n*P:(n+1)*P] + bias[c].
+@njit(cache=True, nogil=True, inline="always")
+def _bias_row(df, d, sf, s, count, b, relu, slope):
+    """df[d + p] = act(sf[s + p] + b) for p < count; act is Caffe's ReLU
+    max(z, 0) + slope * min(z, 0) when ``relu``, else the identity."""
+    if relu:
+        for p in range(_U(count)):
+            z = sf[s + p] + b
+            df[d + p] = max(z, np.float32(0.0)) + slope * min(z, np.float32(0.0))
+    else:
+        for p in range(_U(count)):
+            df[d + p] = sf[s + p] + b
 
-    src: (C, N*P) GEMM output; dst: (N, C, P); bias: (C,) or empty for none.
+
+@njit(cache=True, nogil=True, parallel=True)
+def cn_to_nc(src, dst, bias, relu=False, slope=0.0):
+    """dst[n, c, :] = act(src[c, n*P:(n+1)*P] + bias[c]).
+
+    src: (C, N*P) GEMM output; dst: (N, C, P); bias: (C,) or empty for none; ``relu``
+    applies a fused (leaky) ReLU of ``slope`` on the way (see ``_bias_row``).
     """
     N, C, P = dst.shape
     sf = src.reshape(-1)
     df = dst.reshape(-1)
     with_bias = bias.size > 0
+    sl = np.float32(slope)
     for task in prange(N * C):
         n = task // C
         c = task - n * C
         b = bias[c] if with_bias else np.float32(0.0)
-        s = _U((c * N + n) * P)
-        d = _U(task * P)
-        for p in range(_U(P)):
-            df[d + p] = sf[s + p] + b
+        _bias_row(df, _U(task * P), sf, _U((c * N + n) * P), P, b, relu, sl)
 
 
 @njit(cache=True, nogil=True, parallel=True, fastmath={"reassoc"})
@@ -322,15 +334,17 @@ def nc_to_cn(src, dst, bias_diff):
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def add_channel_bias(x, bias):
-    """x[n, c, :] += bias[c].  x: (N, C, P); bias: (C,)."""
+def add_channel_bias(x, bias, relu=False, slope=0.0):
+    """x[n, c, :] = act(x[n, c, :] + bias[c]).  x: (N, C, P); bias: (C,) or empty;
+    ``relu``/``slope`` as in cn_to_nc."""
     N, C, P = x.shape
     xf = x.reshape(-1)
+    with_bias = bias.size > 0
+    sl = np.float32(slope)
     for task in prange(N * C):
-        b = bias[task % C]
+        b = bias[task % C] if with_bias else np.float32(0.0)
         start = _U(task * P)
-        for p in range(_U(P)):
-            xf[start + p] += b
+        _bias_row(xf, start, xf, start, P, b, relu, sl)
 
 
 @njit(cache=True, nogil=True, fastmath={"reassoc"})

@@ -133,8 +133,9 @@ def _input_tile_row(buf, vf, t0, plane_v, tiles_w, wp):
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def transform_output(m, y, bias, tiles_h, tiles_w):
-    """y[n, k, 2th:2th+2, 2tw:2tw+2] = A^T m[:, k, t] A + bias[k] (cropped to y).
+def transform_output(m, y, bias, tiles_h, tiles_w, relu, slope):
+    """y[n, k, 2th:2th+2, 2tw:2tw+2] = act(A^T m[:, k, t] A + bias[k]) (cropped to y);
+    act: a fused (leaky) ReLU max(z, 0) + slope * min(z, 0) when ``relu``.
 
     m: (16, >= K*T) as ``v`` in transform_input; y: (N, K, OH, OW); bias: (K,) or
     empty.  One task per (image, k); per tile row, the tile loop reads 16 unit-stride
@@ -147,6 +148,8 @@ def transform_output(m, y, bias, tiles_h, tiles_w):
     plane_m = _U(m.shape[1])
     with_bias = bias.size > 0
     wp = 2 * tiles_w
+    sl = np.float32(slope)
+    zero = np.float32(0.0)
     for task in prange(N * K):
         n = task // K
         k = task - n * K
@@ -160,8 +163,13 @@ def transform_output(m, y, bias, tiles_h, tiles_w):
                 if oh < OH:
                     dst = _U(task * OH * OW + oh * OW)
                     src = _U(i * wp)
-                    for q in range(_U(OW)):
-                        yf[dst + q] = buf[src + q]
+                    if relu:
+                        for q in range(_U(OW)):
+                            z = buf[src + q]
+                            yf[dst + q] = max(z, zero) + sl * min(z, zero)
+                    else:
+                        for q in range(_U(OW)):
+                            yf[dst + q] = buf[src + q]
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -214,14 +222,16 @@ class Workspace:
         self.m = self.m_rows[:, :num_output * count].reshape(16, num_output, count)
 
 
-def conv3x3(x, w, bias, y, pad_h, pad_w, work, filters_ready=False):
+def conv3x3(x, w, bias, y, pad_h, pad_w, work, filters_ready=False, relu_slope=None):
     """y = conv(x, w) + bias, 3x3 kernel, stride 1, via F(2x2, 3x3).
 
     x: (N, C, H, W); w: (K, C, 3, 3); y: (N, K, OH, OW); bias: (K,) or empty.
-    ``filters_ready``: ``work.u`` already holds the transformed ``w``.
+    ``filters_ready``: ``work.u`` already holds the transformed ``w``; ``relu_slope``:
+    not None fuses a (leaky) ReLU of that slope into the output transform.
     """
     if not filters_ready:
         transform_filters(w, work.u)
     transform_input(x, work.v_rows, pad_h, pad_w, work.tiles_h, work.tiles_w)
     np.matmul(work.u, work.v, out=work.m)
-    transform_output(work.m_rows, y, bias, work.tiles_h, work.tiles_w)
+    transform_output(work.m_rows, y, bias, work.tiles_h, work.tiles_w,
+                     relu_slope is not None, float(relu_slope or 0.0))

@@ -1,8 +1,11 @@
 """Convolution, Deconvolution and Im2col.
 
-Speed comes from batching: the whole minibatch goes through im2col into ONE column
-matrix (rows: input channel x kernel offset; columns: image x output position), and
-each layer product is one BLAS GEMM per group:
+Convolution has three routes (``NETDEF_CONV_ALGO`` = ``gemm`` | ``blocked`` |
+``winograd`` forces one where it applies; unset or ``auto``, see "Choosing" below):
+
+``gemm`` -- the whole minibatch goes through im2col into ONE column matrix (rows: input
+channel x kernel offset; columns: image x output position) and each product is one
+BLAS GEMM per group:
 
     forward          Y_g (Cout_g, N*P)  = W_g (Cout_g, K_g) @ col_g (K_g, N*P)
     weight gradient  dW_g              += dY_g @ col_g^T
@@ -10,21 +13,41 @@ each layer product is one BLAS GEMM per group:
 
 The GEMM result is in (C, N*P) order; one layout pass turns it into NCHW and adds the
 bias on the way (and the reverse pass sums the bias gradient while it copies).  The
-column buffer is allocated in ``reshape`` and reused; minibatches whose column matrix
+column buffer is allocated at first use and reused; minibatches whose column matrix
 would exceed ``COL_BUFFER_LIMIT`` floats are processed in chunks of images.  A 1x1,
 stride-1, unpadded convolution needs no im2col: its column matrix is the input itself.
+Serves every geometry (N-D, grouped, dilated, strided).
 
-A second route, Winograd F(2x2, 3x3) (kernels/winograd.py), serves ungrouped 3x3
-stride-1 undilated 2-D convolutions: their forward and data gradient (the weight
-gradient stays on the GEMM).  ``NETDEF_CONV_ALGO`` = ``gemm`` | ``winograd`` forces one
-(where it applies); unset or ``auto``, the first forward of each layer shape times both
-and the faster is kept for that shape (cached per process).
+``blocked`` (2-D, not 1x1) -- the same products, a few images at a time: each core takes
+a share of the minibatch and works through it in chunks whose column matrix fits its
+L2 cache (``BLOCK_FLOATS``), so im2col writes into cache and the GEMM reads from there
+(kernels/conv_blocked.py, kernels/conv_threads.py).  Ungrouped undilated layers use
+pixel-major columns (one row per output pixel, kernel offsets ordered (i, j, c)), whose
+im2col copies runs of kernel_w * C floats; the GEMM col @ W^T gives pixels x channels,
+which the bias pass transposes into NCHW.  The data gradient of a stride-1 undilated
+layer is itself computed as a forward convolution -- dtop padded by kernel - 1 - pad,
+correlated with the rotated filters, in/out channels swapped -- a GEMM with reduction
+Cout * kernel instead of a reduction-Cout GEMM that writes a huge column matrix for
+col2im to read back.  Other layers' data gradients take the gemm route's way.
+
+``winograd`` -- F(2x2, 3x3) (kernels/winograd.py) for ungrouped 3x3 stride-1 undilated
+2-D layers: forward and data gradient; the weight gradient is the blocked route's.
+
+Choosing (``auto``): a TEST-phase layer times each applicable route's forward once per
+layer shape and process and keeps the fastest; a TRAIN-phase layer starts on
+``blocked`` (where it applies) and, at its first backward, times a whole forward +
+backward step of each route on its real blobs (restoring the top and the parameter
+diffs afterwards) and keeps the fastest.  ``layer.algo`` names the choice.
+
+Two load-time rewrites for inference nets: ``Convolution.fuse_relu`` applies a following
+in-place ReLU inside the output pass, ``Convolution.fold_affine`` folds a following
+per-channel affine map (BatchNorm with global statistics + Scale) into W and b.
 
 Deconvolution is the transpose: its forward is Convolution's data gradient (col2im,
 with the bias folded into col2im's first write), its data gradient is Convolution's
-forward.  Both share one weight layout, (conv-output channels, conv-input channels /
-group, *kernel): (num_output, C/g, ...) for Convolution, (C, num_output/g, ...) for
-Deconvolution.
+forward (gemm route only).  Both share one weight layout, (conv-output channels,
+conv-input channels / group, *kernel): (num_output, C/g, ...) for Convolution,
+(C, num_output/g, ...) for Deconvolution.
 """
 
 import os
@@ -35,6 +58,8 @@ import numpy as np
 from ..errors import LayerError, ShapeError
 from ..fillers import fill
 from ..kernels import conv as K
+from ..kernels import conv_blocked as KB
+from ..kernels import conv_threads as TH
 from ..kernels import winograd as WG
 from ..layer import Layer, register
 from .shape import canonical_axis
@@ -42,18 +67,36 @@ from .shape import canonical_axis
 # Largest column matrix (in floats, 128 MB) built at once; bigger batches go in chunks.
 COL_BUFFER_LIMIT = 1 << 25
 
+# The blocked route works on chunks of images whose column matrix has about this many
+# floats (1 MiB: one core's L2), so im2col writes it into cache and the GEMM reads it
+# from there, instead of streaming a whole-batch column matrix through memory.
+BLOCK_FLOATS = 1 << 18
+# Pixel-major columns copy runs of kernel_w * C floats; below this the channel-major
+# layout's runs of out_w floats were faster (CIFAR10-quick's conv1: 15 vs 32).
+PIXEL_MIN_RUN = 32
+# The data gradient as a convolution is a GEMM with one column per bottom channel: with
+# fewer than this (an RGB input), W^T dtop + col2im was faster.
+DGRAD_MIN_CHANNELS = 8
+# ... and it multiplies every kernel tap over the whole bottom, padding included: for an
+# unpadded ("valid") convolution, whose bottom is larger than its top, that is this many
+# times (bottom / top pixels) the work of W^T dtop; allowed up to this ratio.
+DGRAD_MAX_GROWTH = 1.3
+# auto mode considers the blocked route only up to this many outputs per group
+BLOCKED_MAX_OUTPUTS = 128
+
 _NO_BIAS = np.zeros(0, np.float32)
 
 ALGO_ENV = "NETDEF_CONV_ALGO"
-# (N, C, H, W, num_output, pad_h, pad_w, phase) -> "gemm" | "winograd", decided by timing
+ALGORITHMS = ("gemm", "blocked", "winograd")
+# (layer shape and geometry, "test" | "train"[, data gradient wanted]) -> route, by timing
 _ALGO_CHOICE = {}
 
 
 def requested_algorithm():
-    """The algorithm the environment asks for: "gemm", "winograd" or "auto"."""
+    """The algorithm the environment asks for: one of ``ALGORITHMS`` or "auto"."""
     algo = os.environ.get(ALGO_ENV, "auto").strip().lower() or "auto"
-    if algo not in ("auto", "gemm", "winograd"):
-        raise LayerError(f"{ALGO_ENV}={algo!r}: expected gemm, winograd or auto")
+    if algo != "auto" and algo not in ALGORITHMS:
+        raise LayerError(f"{ALGO_ENV}={algo!r}: expected {', '.join(ALGORITHMS)} or auto")
     return algo
 
 
@@ -161,6 +204,20 @@ class _ColumnOps:
         else:
             K.im2col_nd(image, col, row_stride, n_stride, *self.arrays)
 
+    def im2col_serial(self, image, col, row_stride, n_stride):
+        """im2col on the calling thread only (2-D, pads >= 0): the blocked route's."""
+        n, c = image.shape[:2]
+        KB.im2col_padded(image.reshape(n, c, *self.in_shape), col, row_stride, n_stride,
+                         *self.flat)
+
+    def im2col_pixels(self, image, col):
+        """Pixel-major columns (one row per output pixel, kernel offsets (i, j, c));
+        2-D, undilated, on the calling thread."""
+        n, c = image.shape[:2]
+        kh, kw, sh, sw, ph, pw, _, _, oh, ow = self.flat
+        KB.im2col_pixels(image.reshape(n, c, *self.in_shape), col, kh, kw, sh, sw, ph, pw,
+                         oh, ow)
+
     def col2im(self, col, image, row_stride, n_stride, bias):
         """Overwrites image: (n, C, prod(in_shape)) with bias + the column sums."""
         if self.two_d:
@@ -192,6 +249,7 @@ class _ConvolutionBase(Layer):
     min_top_blobs = 1
     equal_num_bottom_top_blobs = True
     transposed = False
+    fused_relu = None       # see Convolution.fuse_relu
 
     def setup(self, bottom, top):
         p = self.layer_param.convolution_param
@@ -235,6 +293,7 @@ class _ConvolutionBase(Layer):
                             and self.group == 1 and max(self.pad) <= 2)
         self._col = np.zeros(0, np.float32)
         self._cs = np.zeros(0, np.float32)
+        self._part_buffers = {}
         self._dw = np.zeros((self.col_group, self.k_group), np.float32)
         self._col_holds = None      # bottom index whose im2col the column buffer holds
         self._geometry_key = None
@@ -268,17 +327,39 @@ class _ConvolutionBase(Layer):
             return
         self._geometry_key = (self.num, in_spatial)
         self.algo = None            # chosen at the first forward of this shape
+        self._train_choice_made = False     # ... and re-chosen at its first backward
         self._wg_fwd = self._wg_bwd = None
         self.ops = _ColumnOps(self.kernel, self.stride, self.pad, self.dilation,
                               image_spatial, col_spatial)
+        self._setup_blocked(image_spatial, col_spatial)
         rows = self.c_image * self.kernel_count
         per_image = rows * max(self.p_col, 1)
         self.chunk = max(1, min(self.num, COL_BUFFER_LIMIT // max(per_image, 1)))
-        if self._col.size < rows * self.chunk * self.p_col:
-            self._col = np.zeros(rows * self.chunk * self.p_col, np.float32)
-        if self._cs.size < self.c_col * self.chunk * self.p_col:
-            self._cs = np.zeros(self.c_col * self.chunk * self.p_col, np.float32)
         self._col_holds = None
+
+    def _setup_blocked(self, image_spatial, col_spatial):
+        """Geometry of the blocked route (2-D, not 1x1): its chunk size, its column layout
+        (pixel-major for ungrouped undilated kernels whose rows of kernel_w * C floats
+        are long enough, else channel-major) and, for stride-1 undilated kernels, the
+        convolution that computes the data gradient: dtop padded by kernel - 1 - pad,
+        correlated with the rotated, transposed filters."""
+        self.blocked_ok = self.ops.two_d and not self.is_1x1 and not self.transposed
+        self.dgrad_ops = None
+        if not self.blocked_ok:
+            return
+        rows = self.c_image * self.kernel_count
+        self.block = max(1, min(self.num, BLOCK_FLOATS // max(rows * self.p_col, 1)))
+        undilated = self.group == 1 and self.dilation == (1, 1)
+        self.pixel_layout = undilated and self.kernel[1] * self.c_image >= PIXEL_MIN_RUN
+        self.dgrad_pixels = undilated and self.kernel[1] * self.c_col >= PIXEL_MIN_RUN
+        back_pad = tuple(k - 1 - p for k, p in zip(self.kernel, self.pad, strict=True))
+        if (self.stride == (1, 1) and self.dilation == (1, 1) and min(back_pad) >= 0
+                and self.c_image // self.group >= DGRAD_MIN_CHANNELS
+                and self.p_image <= DGRAD_MAX_GROWTH * self.p_col):
+            self.dgrad_ops = _ColumnOps(self.kernel, (1, 1), back_pad, (1, 1), col_spatial,
+                                        image_spatial)
+            self.dgrad_block = max(1, min(self.num, BLOCK_FLOATS // max(
+                self.c_col * self.kernel_count * self.p_image, 1)))
 
     # -- the pieces ------------------------------------------------------------
     def _chunks(self):
@@ -288,7 +369,12 @@ class _ConvolutionBase(Layer):
     def _buffers(self, n):
         """The column matrix (rows, n*P) and the column-side matrix (c_col, n*P)."""
         cols = n * self.p_col
-        col = self._col[: self.c_image * self.kernel_count * cols]
+        rows = self.c_image * self.kernel_count
+        if self._col.size < rows * cols:        # allocated at first use: the blocked
+            self._col = np.zeros(rows * cols, np.float32)     # route needs no full-size one
+        if self._cs.size < self.c_col * cols:
+            self._cs = np.zeros(self.c_col * cols, np.float32)
+        col = self._col[: rows * cols]
         cs = self._cs[: self.c_col * cols].reshape(self.c_col, cols)
         return col, cs
 
@@ -314,29 +400,31 @@ class _ConvolutionBase(Layer):
         """image = col2im(col) + bias; image: (n, c_image, p_image)."""
         n = image.shape[0]
         if self.is_1x1:
-            K.cn_to_nc(col.reshape(self.c_image, n * self.p_col), image, bias)
+            K.cn_to_nc(col.reshape(self.c_image, n * self.p_col), image, bias, False, 0.0)
         else:
             self.ops.col2im(col, image, n * self.p_col, self.p_col, bias)
 
-    def _forward_product(self, image, out, bias, have_col=False):
+    def _forward_product(self, image, out, bias, have_col=False, relu_slope=None):
         """Convolution proper: out (n, c_col, p_col) = W * image (n, c_image, p_image) + bias.
 
-        ``have_col``: the column buffer already holds im2col(image)."""
+        ``have_col``: the column buffer already holds im2col(image); ``relu_slope``: not
+        None applies a (leaky) ReLU of that slope in the output pass."""
         n = image.shape[0]
+        relu, slope = relu_slope is not None, float(relu_slope or 0.0)
         if self.is_1x1:
             G = self.group
             w = self.blobs[0].data.reshape(G, self.col_group, self.c_image // G)
             np.matmul(w, image.reshape(n, G, self.c_image // G, self.p_image),
                       out=out.reshape(n, G, self.col_group, self.p_col))
-            if bias.size:
-                K.add_channel_bias(out, bias)
+            if bias.size or relu:
+                K.add_channel_bias(out, bias, relu, slope)
             return
         col, cs = self._buffers(n)
         if not have_col:
             self._image_to_col(image, col)
         for _, w_g, col_g, cs_g in self._groups(col, cs):
             np.dot(w_g, col_g, out=cs_g)
-        K.cn_to_nc(cs, out, bias)
+        K.cn_to_nc(cs, out, bias, relu, slope)
 
     def _transpose_product(self, cs, image, bias, source=None):
         """image (n, c_image, p_image) = W^T * cs + bias, where cs (c_col, n*p_col) holds
@@ -349,7 +437,7 @@ class _ConvolutionBase(Layer):
             np.matmul(w.transpose(0, 2, 1), source.reshape(n, G, self.col_group, self.p_col),
                       out=image.reshape(n, G, self.c_image // G, self.p_image))
             if bias.size:
-                K.add_channel_bias(image, bias)
+                K.add_channel_bias(image, bias, False, 0.0)
             return
         col, _ = self._buffers(n)
         for _, w_g, col_g, cs_g in self._groups(col, cs):
@@ -386,7 +474,49 @@ class Convolution(_ConvolutionBase):
     Output size per spatial axis: (in + 2 pad - (dilation (kernel - 1) + 1)) / stride + 1.
     Weights (num_output, C / group, *kernel), bias (num_output,).  Each bottom/top pair
     uses the same weights.
+
+    Two load-time rewrites for nets that fold layers into this one: ``fuse_relu`` (a
+    following in-place ReLU applied in the output pass) and ``fold_affine`` (a following
+    per-channel affine map, e.g. inference BatchNorm + Scale, folded into W and b).
     """
+
+    def fuse_relu(self, negative_slope):
+        """From now on forward applies y = max(z, 0) + negative_slope * min(z, 0) to its
+        output z (after the bias) in the same output pass; ``None`` switches it off.
+
+        Backward is unchanged: the net keeps the (in-place) ReLU layer's backward, which
+        sees the post-activation top, whose sign is the pre-activation sign for slopes
+        >= 0.  Applying the ReLU a second time in the ReLU layer is then harmless too.
+        """
+        self.fused_relu = None if negative_slope is None else float(negative_slope)
+
+    def fold_affine(self, scale, shift):
+        """Fold a per-output-channel affine map y' = scale * y + shift into the weights:
+        W[c] *= scale[c]; b[c] = b[c] * scale[c] + shift[c].  A layer without a bias term
+        gains one (appended as ``blobs[1]``, holding ``shift``; its propagate-down flag
+        copies the weights').
+
+        For inference nets only (e.g. BatchNorm with use_global_stats + Scale after this
+        layer, folded at load time): it changes the parameters in place, so the gradients
+        of the original W and b are no longer what a solver would want.
+        """
+        scale = np.asarray(scale, np.float32).reshape(-1)
+        shift = np.asarray(shift, np.float32).reshape(-1)
+        if scale.size != self.num_output or shift.size != self.num_output:
+            raise ShapeError(f"{self.describe()}: fold_affine needs one scale and shift per "
+                             f"output channel ({self.num_output}); got {scale.size} and "
+                             f"{shift.size}")
+        w = self.blobs[0].data
+        w *= scale.reshape((-1,) + (1,) * (w.ndim - 1))
+        if self.bias_term:
+            b = self.blobs[1].data
+            b *= scale
+            b += shift
+        else:
+            self.new_param_blob((self.num_output,)).data[...] = shift
+            self.bias_term = True
+            down = list(self.param_propagate_down)      # the new bias learns as W does
+            self.param_propagate_down = down + [down[0] if down else True]
 
     def forward(self, bottom, top):
         if self.algo is None:
@@ -394,6 +524,11 @@ class Convolution(_ConvolutionBase):
         if self.algo == "winograd":
             for b, t in zip(bottom, top, strict=True):
                 self._winograd_forward(b, t)
+            self._col_holds = None
+            return
+        if self.algo == "blocked":
+            for b, t in zip(bottom, top, strict=True):
+                self._blocked_forward(b, t)
             self._col_holds = None
             return
         single = self.chunk >= self.num
@@ -405,7 +540,147 @@ class Convolution(_ConvolutionBase):
         for n0, n1 in self._chunks():
             self._forward_product(self._views(b, n0, n1, self.c_image, self.p_image),
                                   self._views(t, n0, n1, self.c_col, self.p_col),
-                                  self._bias())
+                                  self._bias(), relu_slope=self.fused_relu)
+
+    # -- the blocked route -----------------------------------------------------------
+    # Each pass runs one worker per core (kernels/conv_threads.py); the workers take the
+    # minibatch's cache-sized chunks of images from one shared queue, so a core slowed by
+    # other processes simply takes fewer.  Every worker has its own buffers (the hot path
+    # allocates nothing) and its own weight-gradient accumulator.
+
+    def _chunk_queue(self, block):
+        """(number of workers, an iterator over the chunks' (first, stop) image ranges
+        that all workers draw from)."""
+        starts = range(0, self.num, block)
+        workers = max(1, min(TH.worker_count(), len(starts)))
+        return workers, iter([(n0, min(n0 + block, self.num)) for n0 in starts])
+
+    def _part_buffer(self, part, name, floats):
+        """Worker ``part``'s private float32 buffer ``name`` of at least ``floats``."""
+        key = (name, part)
+        buf = self._part_buffers.get(key)
+        if buf is None or buf.size < floats:
+            buf = self._part_buffers[key] = np.empty(floats, np.float32)
+        return buf[:floats]
+
+    def _blocked_forward(self, b, t):
+        """Per chunk of images: im2col into a cache-sized buffer, the GEMM, then the bias
+        (and fused ReLU) while the chunk is still in cache.  Pixel-major columns give
+        (pixels, channels), which the bias pass transposes into NCHW; channel-major ones
+        are laid out per image (n, rows, P), so one GEMM per image and group writes NCHW
+        directly."""
+        rows, p_col = self.c_image * self.kernel_count, self.p_col
+        bias = self._bias()
+        relu, slope = self.fused_relu is not None, float(self.fused_relu or 0.0)
+        w = self.blobs[0].data.reshape(self.c_col, self.k_group)
+        cg, kg = self.col_group, self.k_group
+        workers, chunks = self._chunk_queue(self.block)
+
+        if self.pixel_layout:       # W as (i, j, c) x num_output, to multiply pixel rows
+            wt = np.ascontiguousarray(self.blobs[0].data.transpose(2, 3, 1, 0)).reshape(
+                rows, self.c_col)
+
+        def part(p):
+            for n0, n1 in chunks:       # next() on a list iterator is atomic
+                n = n1 - n0
+                col = self._part_buffer(p, "col", n * rows * p_col)
+                x = self._views(b, n0, n1, self.c_image, self.p_image)
+                y = self._views(t, n0, n1, self.c_col, p_col)
+                if self.pixel_layout:
+                    self.ops.im2col_pixels(x, col)
+                    yt = self._part_buffer(p, "out", n * p_col * self.c_col)
+                    yt = yt.reshape(n * p_col, self.c_col)
+                    np.dot(col.reshape(n * p_col, rows), wt, out=yt)
+                    KB.pixels_to_nchw(yt, y, bias, relu, slope)
+                    continue
+                self.ops.im2col_serial(x, col, p_col, rows * p_col)
+                col3 = col.reshape(n, rows, p_col)
+                for g in range(self.group):
+                    np.matmul(w[g * cg:(g + 1) * cg], col3[:, g * kg:(g + 1) * kg],
+                              out=y[:, g * cg:(g + 1) * cg])
+                if bias.size or relu:
+                    KB.bias_act(y, bias, relu, slope)
+
+        TH.run_parts(part, workers)
+
+    def _blocked_backward(self, t, b, bias_diff, want_w, want_x):
+        """Per chunk: the weight gradient dW += dtop @ im2col(bottom)^T (dtop moved to
+        (C, n*P) order, summing the bias gradient on the way), and the data gradient as
+        a forward convolution of dtop (``_setup_blocked``); each worker accumulates its
+        own dW and bias sums, added up at the end."""
+        want_b = bias_diff.size > 0
+        rows, p_col, p_img = self.c_image * self.kernel_count, self.p_col, self.p_image
+        cg, kg, G, kk = self.col_group, self.k_group, self.group, self.kernel_count
+        ig = self.c_image // G
+        as_conv = want_x and self.dgrad_ops is not None
+        block = self.block if not as_conv else min(self.block, self.dgrad_block)
+        if as_conv:     # the rotated filters, as (input channel) x (output channel, i, j)
+            w = self.blobs[0].data.reshape((G, cg, ig) + self.kernel)[..., ::-1, ::-1]
+            if self.dgrad_pixels:       # or as (i, j, output channel) x input channel
+                wf = np.ascontiguousarray(w[0].transpose(2, 3, 0, 1)).reshape(cg * kk, ig)
+            else:
+                wf = np.ascontiguousarray(w.transpose(0, 2, 1, 3, 4)).reshape(G, ig, cg * kk)
+        workers, chunks = self._chunk_queue(block)
+        dws = np.zeros((workers, self.c_col, kg), np.float32) if want_w else None
+        sums = np.zeros((workers, self.c_col) if want_b else (workers, 0))
+
+        def part(p):
+            for n0, n1 in chunks:
+                n = n1 - n0
+                dtop = self._views(t, n0, n1, self.c_col, p_col, diff=True)
+                if want_w or want_b:
+                    cs = self._part_buffer(p, "cs", self.c_col * n * p_col)
+                    cs = cs.reshape(self.c_col, n * p_col)
+                    KB.to_channel_rows(dtop, cs, sums[p])
+                if want_w:
+                    col = self._part_buffer(p, "col", rows * n * p_col)
+                    x = self._views(b, n0, n1, self.c_image, p_img)
+                    tmp = self._part_buffer(p, "dw", cg * kg).reshape(cg, kg)
+                    if self.pixel_layout:
+                        self.ops.im2col_pixels(x, col)
+                        np.dot(cs, col.reshape(n * p_col, rows), out=tmp)
+                        dws[p] += tmp
+                    else:
+                        self.ops.im2col_serial(x, col, n * p_col, p_col)
+                        col2 = col.reshape(rows, n * p_col)
+                        for g in range(G):
+                            np.dot(cs[g * cg:(g + 1) * cg], col2[g * kg:(g + 1) * kg].T,
+                                   out=tmp)
+                            dws[p, g * cg:(g + 1) * cg] += tmp
+                if as_conv:
+                    drows = self.c_col * kk
+                    col = self._part_buffer(p, "col", n * drows * p_img)
+                    dx = self._views(b, n0, n1, self.c_image, p_img, diff=True)
+                    if self.dgrad_pixels:
+                        self.dgrad_ops.im2col_pixels(dtop, col)
+                        dxt = self._part_buffer(p, "out", n * p_img * self.c_image)
+                        dxt = dxt.reshape(n * p_img, self.c_image)
+                        np.dot(col.reshape(n * p_img, drows), wf, out=dxt)
+                        KB.pixels_to_nchw(dxt, dx, _NO_BIAS, False, 0.0)
+                        continue
+                    self.dgrad_ops.im2col_serial(dtop, col, p_img, drows * p_img)
+                    col3 = col.reshape(n, drows, p_img)
+                    for g in range(G):
+                        np.matmul(wf[g], col3[:, g * cg * kk:(g + 1) * cg * kk],
+                                  out=dx[:, g * ig:(g + 1) * ig])
+
+        TH.run_parts(part, workers)
+        if want_w:
+            dw_sum = dws.sum(axis=0)
+            if self.pixel_layout:       # columns were (i, j, c): back to (c, i, j)
+                dw_sum = dw_sum.reshape((self.c_col,) + self.kernel + (self.c_image,))
+                dw_sum = dw_sum.transpose(0, 3, 1, 2)
+            diff = self.blobs[0].diff
+            diff += dw_sum.reshape(diff.shape)
+        if want_b:
+            bias_diff += sums.sum(axis=0).astype(np.float32)
+        if want_x and not as_conv:      # strided / dilated: W^T dtop, then col2im
+            for n0, n1 in self._chunks():
+                _, cs = self._buffers(n1 - n0)
+                dtop = self._views(t, n0, n1, self.c_col, self.p_col, diff=True)
+                K.nc_to_cn(dtop, cs, _NO_BIAS)
+                dbottom = self._views(b, n0, n1, self.c_image, self.p_image, diff=True)
+                self._transpose_product(cs, dbottom, _NO_BIAS)
 
     # -- the Winograd route ------------------------------------------------------
     def _image_4d(self, blob, channels, diff=False):
@@ -417,7 +692,8 @@ class Convolution(_ConvolutionBase):
         y = self._image_4d(t, self.c_col)
         if self._wg_fwd is None:
             self._wg_fwd = WG.Workspace(self.num, self.c_image, self.c_col, *y.shape[2:])
-        WG.conv3x3(x, self.blobs[0].data, self._bias(), y, *self.pad, self._wg_fwd)
+        WG.conv3x3(x, self.blobs[0].data, self._bias(), y, *self.pad, self._wg_fwd,
+                   relu_slope=self.fused_relu)
 
     def _winograd_data_gradient(self, t, b):
         """dbottom = dtop convolved with the flipped, transposed filters, pad 2 - pad."""
@@ -426,39 +702,103 @@ class Convolution(_ConvolutionBase):
         if self._wg_bwd is None:
             self._wg_bwd = WG.Workspace(self.num, self.c_col, self.c_image, *dx.shape[2:])
         WG.conv3x3(dy, WG.flip_filters(self.blobs[0].data), _NO_BIAS, dx,
-                   2 - self.pad[0], 2 - self.pad[1], self._wg_bwd)
+                   2 - self.pad[0], 2 - self.pad[1], self._wg_bwd, relu_slope=None)
+
+    def _candidates(self):
+        """The routes that serve this layer; [1] (else [0]) stands in for a forced route
+        that does not apply."""
+        return ["gemm"] + ["blocked"] * self.blocked_ok + ["winograd"] * self.winograd_ok
+
+    def _timed_candidates(self):
+        """The routes ``auto`` times: blocked only up to ``BLOCKED_MAX_OUTPUTS`` outputs
+        per group (beyond, the whole-batch GEMM is compute-bound already, and the blocked
+        route measured equal or slower: CaffeNet's 96-384)."""
+        skip = "blocked" if self.col_group > BLOCKED_MAX_OUTPUTS else None
+        return [a for a in self._candidates() if a != skip]
+
+    def _shape_key(self, b, *what):
+        return (self.num, self.c_image) + b.shape[self.channel_axis + 1:] + (
+            self.c_col,) + self.kernel + self.stride + self.pad + self.dilation + (
+            self.group,) + what
 
     def _choose_algorithm(self, b, t):
-        """"gemm" or "winograd" for this layer shape: forced by the environment, else the
-        faster forward (in training, Winograd also pays the im2col the weight gradient
-        then needs, which the GEMM forward leaves behind for free)."""
+        """The route for this layer shape at its first forward: the one the environment
+        forces where it applies ("blocked", else "gemm", where not); in a TEST net the
+        fastest forward (timed once per shape and process); in a TRAIN net a default
+        ("blocked" where it applies) until the first backward times whole steps."""
         algo = requested_algorithm()
-        if not self.winograd_ok or algo == "gemm":
-            return "gemm"
-        if algo == "winograd":
-            return "winograd"
-        key = (self.num, self.c_image) + b.shape[self.channel_axis + 1:] + (
-            self.c_col,) + self.pad + (self.phase,)
+        if algo != "auto":
+            candidates = self._candidates()
+            return algo if algo in candidates else candidates[min(1, len(candidates) - 1)]
+        candidates = self._timed_candidates()
+        if len(candidates) == 1:
+            return candidates[0]
+        if self.phase == 0:
+            timed = [_ALGO_CHOICE.get(self._shape_key(b, "train", x)) for x in (True, False)]
+            return next((a for a in timed if a), candidates[1])
+        key = self._shape_key(b, "test")
         if key not in _ALGO_CHOICE:
-            gemm = _best_of(lambda: self._gemm_forward(b, t))
-            wino = _best_of(lambda: self._winograd_forward(b, t))
-            if self.phase == 0:
-                image = self._views(b, 0, self.chunk, self.c_image, self.p_image)
-                col, _ = self._buffers(image.shape[0])
-                wino += _best_of(lambda: self._image_to_col(image, col)) * (
-                    self.num / image.shape[0])
-            _ALGO_CHOICE[key] = "winograd" if wino < gemm else "gemm"
+            times = {}
+            for a in candidates:
+                self.algo = a
+                times[a] = _best_of(lambda: self.forward([b], [t]), repeat=1)
+            _ALGO_CHOICE[key] = min(times, key=times.get)
+            self._release_unused(_ALGO_CHOICE[key])
         return _ALGO_CHOICE[key]
 
+    def _release_unused(self, algo):
+        """Drop the buffers of the routes timed but not chosen (the whole-batch column
+        matrix alone is 82 MB at CIFAR10-quick's conv2)."""
+        self._col_holds = None
+        if algo != "gemm":
+            self._col = self._cs = np.zeros(0, np.float32)
+        if algo != "winograd":
+            self._wg_fwd = self._wg_bwd = None
+        if algo == "gemm":
+            self._part_buffers = {}
+
+    def _choose_for_training(self, top, propagate_down, bottom):
+        """At the first backward (auto mode): the route whose forward + backward step is
+        fastest for this shape, timed once per shape and process on the real blobs; the
+        top data and parameter diffs are restored afterwards (the bottom diff is about
+        to be overwritten anyway)."""
+        self._train_choice_made = True
+        candidates = self._timed_candidates()
+        if requested_algorithm() != "auto" or len(candidates) == 1:
+            return
+        b, t = bottom[0], top[0]
+        key = self._shape_key(b, "train", bool(propagate_down[0]))
+        if key not in _ALGO_CHOICE:
+            saved = [t.data.copy()] + [blob.diff.copy() for blob in self.blobs]
+            times = {}
+            for a in candidates:
+                self.algo = a
+                times[a] = _best_of(lambda: (self.forward([b], [t]),
+                                             self.backward([t], propagate_down[:1], [b])),
+                                    repeat=1)
+            for blob, values in zip([t] + self.blobs, saved, strict=True):
+                (blob.data if blob is t else blob.diff)[...] = values
+            _ALGO_CHOICE[key] = min(times, key=times.get)
+            self._release_unused(_ALGO_CHOICE[key])
+        self.algo = _ALGO_CHOICE[key]
+
     def backward(self, top, propagate_down, bottom):
+        if not self._train_choice_made:
+            self._choose_for_training(top, propagate_down, bottom)
         want_w, want_b = self._weight_grad_wanted(), self._bias_grad_wanted()
         bias_diff = self.blobs[1].diff if want_b else _NO_BIAS
+        if self.algo in ("blocked", "winograd"):   # Winograd: its weight gradient too
+            winograd = self.algo == "winograd"
+            for i, (t, b) in enumerate(zip(top, bottom, strict=True)):
+                if propagate_down[i] and winograd:
+                    self._winograd_data_gradient(t, b)
+                want_x = propagate_down[i] and not winograd
+                if want_w or want_b or want_x:
+                    self._blocked_backward(t, b, bias_diff, want_w, want_x)
+            return
         single = self.chunk >= self.num
-        winograd = self.algo == "winograd"
         for i, (t, b) in enumerate(zip(top, bottom, strict=True)):
-            if winograd and propagate_down[i]:
-                self._winograd_data_gradient(t, b)
-            if not (want_w or want_b or (propagate_down[i] and not winograd)):
+            if not (want_w or want_b or propagate_down[i]):
                 continue
             for n0, n1 in self._chunks():
                 col, cs = self._buffers(n1 - n0)
@@ -470,7 +810,7 @@ class Convolution(_ConvolutionBase):
                         self._image_to_col(image, col)
                         self._col_holds = i if single else None
                     self._accumulate_weight_diff(col, cs)
-                if propagate_down[i] and not winograd:
+                if propagate_down[i]:
                     self._col_holds = None      # the data gradient reuses the column buffer
                     dbottom = self._views(b, n0, n1, self.c_image, self.p_image, diff=True)
                     self._transpose_product(cs, dbottom, _NO_BIAS, source=dtop)

@@ -139,10 +139,12 @@ def test_layout_passes():
     src = rng.standard_normal((C, N * P)).astype(np.float32)
     bias = rng.standard_normal(C).astype(np.float32)
     dst = np.empty((N, C, P), np.float32)
-    K.cn_to_nc(src, dst, bias)
-    np.testing.assert_allclose(dst, src.reshape(C, N, P).transpose(1, 0, 2) + bias[:, None],
-                               rtol=1e-6)
-    K.cn_to_nc(src, dst, np.zeros(0, np.float32))
+    K.cn_to_nc(src, dst, bias, False, 0.0)
+    z = src.reshape(C, N, P).transpose(1, 0, 2) + bias[:, None]
+    np.testing.assert_allclose(dst, z, rtol=1e-6)
+    K.cn_to_nc(src, dst, bias, True, 0.5)      # with a fused leaky ReLU
+    np.testing.assert_allclose(dst, np.maximum(z, 0) + 0.5 * np.minimum(z, 0), rtol=1e-6)
+    K.cn_to_nc(src, dst, np.zeros(0, np.float32), False, 0.0)
     np.testing.assert_array_equal(dst, src.reshape(C, N, P).transpose(1, 0, 2))
 
     back = np.empty((C, N * P), np.float32)
@@ -152,7 +154,7 @@ def test_layout_passes():
     np.testing.assert_allclose(acc, 1 + src.sum(axis=1), rtol=1e-5)
 
     x = dst.copy()
-    K.add_channel_bias(x, bias)
+    K.add_channel_bias(x, bias, False, 0.0)
     np.testing.assert_allclose(x, dst + bias[:, None], rtol=1e-6)
     out = np.ones(C, np.float32)
     K.channel_sum(dst, out)

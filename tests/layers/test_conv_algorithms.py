@@ -1,4 +1,4 @@
-"""Convolution's two routes (im2col + GEMM, Winograd) each forced through NETDEF_CONV_ALGO:
+"""Convolution's routes (whole-batch GEMM, blocked GEMM, Winograd) each forced by NETDEF_CONV_ALGO:
 the golden cases, the NumPy-reference cases and the numeric gradient checks of
 test_conv.py, plus 3x3 stride-1 cases that Winograd serves."""
 
@@ -11,7 +11,12 @@ from tests.gradcheck import check_gradient
 from tests.layers import test_conv as base
 from tests.layers.layer_case import blobs, replay_layer, tops
 
-ALGOS = ["gemm", "winograd"]
+ALGOS = list(conv_module.ALGORITHMS)
+# The blocked route in each of its column layouts (pixel-major wherever it applies,
+# channel-major everywhere), with the data gradient as a convolution wherever it applies,
+# and once with the data gradient always through col2im.
+VARIANTS = ["gemm", "blocked-pixels", "blocked-channels", "blocked-col2im", "winograd"]
+LAYOUTS = {"pixels": (1, 1, 1e9), "channels": (1 << 30, 1, 1e9), "col2im": (1, 1 << 30, 1e9)}
 CONV_GOLDEN = [c for c in base.GOLDEN if c.startswith("conv_")]
 
 # Shapes Winograd serves: 3x3, stride 1, pads 0-2, odd and even sizes, one channel.
@@ -23,10 +28,21 @@ WINOGRAD_CASES = [
 ]
 
 
-@pytest.fixture(params=ALGOS)
+def force(variant, monkeypatch):
+    """Force the algorithm (and column layout) ``variant`` names; returns the algorithm."""
+    algo, _, layout = variant.partition("-")
+    monkeypatch.setenv(conv_module.ALGO_ENV, algo)
+    if layout:
+        pixel_min_run, dgrad_min_channels, dgrad_max_growth = LAYOUTS[layout]
+        monkeypatch.setattr(conv_module, "PIXEL_MIN_RUN", pixel_min_run)
+        monkeypatch.setattr(conv_module, "DGRAD_MIN_CHANNELS", dgrad_min_channels)
+        monkeypatch.setattr(conv_module, "DGRAD_MAX_GROWTH", dgrad_max_growth)
+    return algo
+
+
+@pytest.fixture(params=VARIANTS)
 def algo(request, monkeypatch):
-    monkeypatch.setenv(conv_module.ALGO_ENV, request.param)
-    return request.param
+    return force(request.param, monkeypatch)
 
 
 @pytest.mark.parametrize("case", CONV_GOLDEN)
@@ -76,12 +92,41 @@ def test_winograd_shapes(algo, shape, params):
 
 def test_auto_picks_one_and_caches_it(monkeypatch):
     monkeypatch.delenv(conv_module.ALGO_ENV, raising=False)
+    monkeypatch.setattr(conv_module, "_ALGO_CHOICE", {})
     layer = base.conv_layer(num_output=2, kernel_size=3, pad=1)
     bottom, top = blobs(np.ones((1, 2, 4, 4), np.float32)), tops(1)
     layer.layer_setup(bottom, top)
+    layer.phase = 1                     # TEST: the fastest forward, timed once
     layer.forward(bottom, top)
     assert layer.algo in ALGOS
-    assert layer.algo in conv_module._ALGO_CHOICE.values()
+    assert list(conv_module._ALGO_CHOICE.values()) == [layer.algo]
+
+
+def test_auto_times_whole_steps_at_the_first_backward(monkeypatch):
+    """TRAIN: the first backward times forward + backward of every route, then puts the
+    top data and the parameter diffs back as they were."""
+    monkeypatch.delenv(conv_module.ALGO_ENV, raising=False)
+    monkeypatch.setattr(conv_module, "_ALGO_CHOICE", {})
+    rng = np.random.default_rng(2)
+    layer = base.conv_layer(num_output=2, kernel_size=3, pad=1)
+    x = rng.standard_normal((2, 2, 5, 4))
+    bottom, top = blobs(x), tops(1)
+    layer.layer_setup(bottom, top)
+    base.randomize_params(layer)
+    layer.forward(bottom, top)
+    assert layer.algo == "blocked"
+    y = top[0].data.copy()
+    top[0].diff[...] = rng.standard_normal(top[0].shape)
+    layer.backward(top, [True], bottom)
+    assert layer.algo in ALGOS
+    assert list(conv_module._ALGO_CHOICE.values()) == [layer.algo]
+    np.testing.assert_array_equal(top[0].data, y)
+    dw = np.zeros((2, 2, 3, 3))      # the weight diff holds ONE backward's gradient
+    for idx in np.ndindex(*dw.shape):
+        e = np.zeros(dw.shape)
+        e[idx] = 1
+        dw[idx] = (base.ref_conv(x, e, None, (1, 1), (1, 1), (1, 1), 1) * top[0].diff).sum()
+    np.testing.assert_allclose(layer.blobs[0].diff, dw, rtol=1e-4, atol=1e-4)
 
 
 def test_unknown_algorithm_is_refused(monkeypatch):
@@ -91,3 +136,35 @@ def test_unknown_algorithm_is_refused(monkeypatch):
     layer.layer_setup(bottom, top)
     with pytest.raises(LayerError, match="NETDEF_CONV_ALGO"):
         layer.forward(bottom, top)
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+@pytest.mark.parametrize("params", [dict(num_output=3, kernel_size=3, pad=1),
+                                    dict(num_output=4, kernel_size=2, stride=2, group=2)])
+def test_blocked_chunks_match_gemm(layout, params, monkeypatch):
+    """One image per chunk, the chunks shared among worker threads: the same forward,
+    gradients and accumulated parameter diffs as the whole-batch GEMM."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((5, 4, 6, 5)).astype(np.float32)
+    results = {}
+    for variant in ("gemm", "blocked-" + layout):
+        force(variant, monkeypatch)
+        monkeypatch.setattr(conv_module, "BLOCK_FLOATS", 1)
+        layer = base.conv_layer(**params)
+        bottom, top = blobs(x), tops(1)
+        layer.layer_setup(bottom, top)
+        base.randomize_params(layer)
+        layer.forward(bottom, top)
+        top[0].diff[...] = rng.standard_normal(top[0].shape) if not results else \
+            results["gemm"][1]
+        for blob in layer.blobs:
+            blob.diff[...] = 1.0            # backward accumulates into parameter diffs
+        layer.backward(top, [True], bottom)
+        results[variant] = (top[0].data.copy(), top[0].diff.copy(), bottom[0].diff.copy(),
+                            [blob.diff.copy() for blob in layer.blobs])
+        assert layer.algo == variant.split("-")[0]
+    (y0, _, dx0, dp0), (y1, _, dx1, dp1) = results.values()
+    np.testing.assert_allclose(y1, y0, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dx1, dx0, rtol=1e-5, atol=1e-5)
+    for a, b in zip(dp1, dp0, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
