@@ -287,20 +287,36 @@ def blas_info():
     return info
 
 
-def report(args, cold, warm, torch_res):
+def _median(values):
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else 0.5 * (values[mid - 1] + values[mid])
+
+
+def report(args, cold, rounds):
+    """Throughput of every round (netdef and PyTorch alternating), the median ratio, then the
+    details of the first netdef round."""
+    warm = rounds[0][0]
     title = NETS[args.net][0]
     print(f"\n== {title} training, batch {args.batch}, {args.iters} iterations "
-          f"after {args.warmup} warm-up ==")
-    print(f"  netdef : {warm['images_per_s']:8.1f} images/s  ({warm['ms_per_iter']:.2f} ms/iter, "
-          f"CPU {warm['cpu_ms_per_iter']:.2f} ms/iter)")
+          f"after {args.warmup} warm-up, {len(rounds)} rounds alternating the frameworks ==")
+    ratios, cpu_ratios = [], []
+    for i, (nd, tr) in enumerate(rounds, 1):
+        line = (f"  round {i}: netdef {nd['images_per_s']:8.1f} images/s "
+                f"({nd['ms_per_iter']:.2f} ms/iter, CPU {nd['cpu_ms_per_iter']:.2f})")
+        if "error" not in tr:
+            ratios.append(nd["images_per_s"] / tr["images_per_s"])
+            cpu_ratios.append(tr["cpu_ms_per_iter"] / nd["cpu_ms_per_iter"])
+            line += (f"   PyTorch {tr['images_per_s']:8.1f} images/s ({tr['ms_per_iter']:.2f} "
+                     f"ms/iter, CPU {tr['cpu_ms_per_iter']:.2f})   ratio {ratios[-1]:.2f}x")
+        print(line)
     print(f"  convolution algorithms: {warm['conv_algorithms']}")
-    if "error" not in torch_res:
-        ratio = warm["images_per_s"] / torch_res["images_per_s"]
-        print(f"  PyTorch {torch_res['version']} ({torch_res['threads']} threads): "
-              f"{torch_res['images_per_s']:8.1f} images/s  ({torch_res['ms_per_iter']:.2f} "
-              f"ms/iter, CPU {torch_res['cpu_ms_per_iter']:.2f} ms/iter)")
-        print(f"  ratio netdef / PyTorch: {ratio:.2f}x (by CPU time "
-              f"{torch_res['cpu_ms_per_iter'] / warm['cpu_ms_per_iter']:.2f}x)")
+    torch_res = rounds[0][1]
+    if ratios:
+        print(f"  PyTorch {torch_res['version']} ({torch_res['threads']} threads)")
+        print(f"  ratio netdef / PyTorch, median of {len(ratios)} rounds: "
+              f"{_median(ratios):.2f}x (range {min(ratios):.2f}-{max(ratios):.2f}; "
+              f"by CPU time {_median(cpu_ratios):.2f}x)")
     else:
         print("  PyTorch not available:", torch_res["error"])
     print("\n== time to first iteration (process start to end of step 1) ==")
@@ -336,6 +352,8 @@ def main():
     ap.add_argument("--iters", type=int, default=100)
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="netdef and PyTorch runs, alternating; the ratio is their median")
     ap.add_argument("--skip-cold", action="store_true",
                     help="skip the cold-numba-cache run (it compiles every kernel: minutes)")
     ap.add_argument("--first-only", action="store_true", help=argparse.SUPPRESS)
@@ -353,12 +371,16 @@ def main():
     with tempfile.TemporaryDirectory() as cache:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache)
         cold = {} if args.skip_cold else run_worker("netdef", args, env, first_only=True)
-        warm = run_worker("netdef", args, None if args.skip_cold else env)
-    if "error" in warm:
-        print("  netdef failed:", warm["error"])
-        return 1
-    torch_res = run_worker("torch", args, torch_env)
-    report(args, cold, warm, torch_res)
+        rounds = []
+        # Alternate the frameworks: this machine's speed drifts between minutes, and a ratio
+        # of two runs taken far apart measures the drift as much as the code.
+        for _ in range(args.rounds):
+            warm = run_worker("netdef", args, None if args.skip_cold else env)
+            if "error" in warm:
+                print("  netdef failed:", warm["error"])
+                return 1
+            rounds.append((warm, run_worker("torch", args, torch_env)))
+    report(args, cold, rounds)
     print(f"\n  load average at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     return 0
 
