@@ -36,16 +36,8 @@ class Classifier(Net):
         if len(shape) != 4:
             raise ShapeError(f"Classifier needs a 4-D image input (N, C, H, W); input "
                              f"'{in_}' has shape {shape}")
-        self.transformer = nio.Transformer({in_: shape})
-        self.transformer.set_transpose(in_, (2, 0, 1))
-        if mean is not None:
-            self.transformer.set_mean(in_, mean)
-        if input_scale is not None:
-            self.transformer.set_input_scale(in_, input_scale)
-        if raw_scale is not None:
-            self.transformer.set_raw_scale(in_, raw_scale)
-        if channel_swap is not None:
-            self.transformer.set_channel_swap(in_, channel_swap)
+        self.transformer = nio.image_transformer(in_, shape, mean, input_scale, raw_scale,
+                                                 channel_swap)
         self.crop_dims = np.array(shape[2:])
         self.image_dims = np.array(image_dims if image_dims is not None and len(image_dims)
                                    else self.crop_dims)

@@ -13,6 +13,7 @@ import os
 import numpy as np
 
 from . import io as nio
+from .errors import UsageError
 from .net import TEST, Net
 
 
@@ -23,17 +24,11 @@ class Detector(Net):
     def __init__(self, model_file, pretrained_file=None, mean=None, input_scale=None,
                  raw_scale=None, channel_swap=None, context_pad=None):
         super().__init__(model_file, phase=TEST, weights=pretrained_file or None)
+        if not self.inputs:
+            raise UsageError(f"net '{self.name}' has no Input layer to detect in images with")
         in_ = self.inputs[0]
-        self.transformer = nio.Transformer({in_: self.blobs[in_].data.shape})
-        self.transformer.set_transpose(in_, (2, 0, 1))
-        if mean is not None:
-            self.transformer.set_mean(in_, mean)
-        if input_scale is not None:
-            self.transformer.set_input_scale(in_, input_scale)
-        if raw_scale is not None:
-            self.transformer.set_raw_scale(in_, raw_scale)
-        if channel_swap is not None:
-            self.transformer.set_channel_swap(in_, channel_swap)
+        self.transformer = nio.image_transformer(in_, self.blobs[in_].data.shape, mean,
+                                                 input_scale, raw_scale, channel_swap)
         self.configure_crop(context_pad)
 
     def detect_windows(self, images_windows):

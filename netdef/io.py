@@ -264,3 +264,20 @@ class Transformer:
         """Multiply by this last (after the mean), e.g. 0.017 for some nets."""
         self._check(in_)
         self.input_scale[in_] = scale
+
+
+def image_transformer(input_name, shape, mean=None, input_scale=None, raw_scale=None,
+                      channel_swap=None):
+    """The Transformer pycaffe's Classifier and Detector configure for an image input:
+    HxWxC images to CxHxW, then the optional mean, scales and channel order."""
+    transformer = Transformer({input_name: shape})
+    transformer.set_transpose(input_name, (2, 0, 1))
+    if mean is not None:
+        transformer.set_mean(input_name, mean)
+    if input_scale is not None:
+        transformer.set_input_scale(input_name, input_scale)
+    if raw_scale is not None:
+        transformer.set_raw_scale(input_name, raw_scale)
+    if channel_swap is not None:
+        transformer.set_channel_swap(input_name, channel_swap)
+    return transformer
