@@ -135,6 +135,20 @@ class _SoftmaxLossBase(LossLayer):
     def labels(self, bottom):
         return bottom[1].data.reshape(self.view[0], self.view[2])
 
+    def finish_forward(self, bottom, top, loss, count, bad):
+        """Refuse a bad label, else write the normalized loss (kernels return the raw sum)."""
+        if bad >= 0:
+            self.bad_label(bottom, bad, self.view[1])
+        self.valid_count = count
+        outer, _, inner = self.view
+        top[0].data[()] = loss / normalizer(self.mode, outer, inner, count)
+
+    def gradient_scale(self, top):
+        """loss_weight / the forward's normalizer, as float32 for the backward kernels."""
+        outer, _, inner = self.view
+        return np.float32(self.loss_weight_of(top)
+                          / normalizer(self.mode, outer, inner, self.valid_count))
+
 
 @register("SoftmaxWithLoss")
 class SoftmaxWithLoss(_SoftmaxLossBase):
@@ -156,18 +170,12 @@ class SoftmaxWithLoss(_SoftmaxLossBase):
         self.forward_softmax(bottom, top)
         loss, count, bad = K.softmax_loss_forward(self.prob, self.labels(bottom),
                                                   self.has_ignore, self.ignore_label)
-        if bad >= 0:
-            self.bad_label(bottom, bad, self.view[1])
-        self.valid_count = count
-        outer, _, inner = self.view
-        top[0].data[()] = loss / normalizer(self.mode, outer, inner, count)
+        self.finish_forward(bottom, top, loss, count, bad)
 
     def backward(self, top, propagate_down, bottom):
         self.check_no_label_gradient(propagate_down, bottom)
         if propagate_down[0]:
-            outer, _, inner = self.view
-            scale = np.float32(self.loss_weight_of(top)
-                               / normalizer(self.mode, outer, inner, self.valid_count))
+            scale = self.gradient_scale(top)
             K.softmax_loss_backward(bottom[0].diff.reshape(self.view), self.prob,
                                     self.labels(bottom), self.has_ignore, self.ignore_label,
                                     scale)
@@ -226,11 +234,7 @@ class InfogainLoss(_SoftmaxLossBase):
         self.forward_softmax(bottom, top)
         loss, count, bad = K.infogain_forward(self.prob, self.labels(bottom), self.matrix(bottom),
                                               self.has_ignore, self.ignore_label)
-        if bad >= 0:
-            self.bad_label(bottom, bad, self.view[1])
-        self.valid_count = count
-        outer, _, inner = self.view
-        top[0].data[()] = loss / normalizer(self.mode, outer, inner, count)
+        self.finish_forward(bottom, top, loss, count, bad)
 
     def backward(self, top, propagate_down, bottom):
         self.check_no_label_gradient(propagate_down, bottom)
@@ -238,9 +242,7 @@ class InfogainLoss(_SoftmaxLossBase):
             h = self.matrix(bottom)
             if len(bottom) > 2:  # the matrix may change between passes
                 K.infogain_row_sums(self.row_sums, h)
-            outer, _, inner = self.view
-            scale = np.float32(self.loss_weight_of(top)
-                               / normalizer(self.mode, outer, inner, self.valid_count))
+            scale = self.gradient_scale(top)
             K.infogain_backward(bottom[0].diff.reshape(self.view), self.prob, self.labels(bottom),
                                 h, self.row_sums, self.has_ignore, self.ignore_label, scale)
 
