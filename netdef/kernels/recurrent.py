@@ -192,18 +192,22 @@ def _lstm_cell_grad(dgates, s, j, hid, i, f, o, g, c_prev, cv, dc, dh):
 
 
 @kernel
+def _lstm_unit_gates(x, s, j, hid, ct):
+    """LSTMUnit's activated gates (i, f, o, g) of unit (s, j); cont 0 closes the forget gate."""
+    f = _0
+    if ct != _0:
+        f = ct * sigmoid32(x[s, hid + j])
+    return sigmoid32(x[s, j]), f, sigmoid32(x[s, 2 * hid + j]), tanh32(x[s, 3 * hid + j])
+
+
+@kernel
 def lstm_unit_forward(x, cont, c_prev, c, h):
     """Caffe's LSTMUnit: gates x: (N, 4H), cont: (N,), c_prev: (N, H) -> c, h: (N, H)."""
     n, hid = c.shape
     for s in range(n):
         ct = cont[s]
         for j in range(hid):
-            i = sigmoid32(x[s, j])
-            f = _0
-            if ct != _0:
-                f = ct * sigmoid32(x[s, hid + j])
-            o = sigmoid32(x[s, 2 * hid + j])
-            g = tanh32(x[s, 3 * hid + j])
+            i, f, o, g = _lstm_unit_gates(x, s, j, hid, ct)
             cv = f * c_prev[s, j] + i * g
             c[s, j] = cv
             h[s, j] = o * tanh32(cv)
@@ -216,11 +220,6 @@ def lstm_unit_backward(x, cont, c_prev, c, dc, dh, dc_prev, dx):
     for s in range(n):
         ct = cont[s]
         for j in range(hid):
-            i = sigmoid32(x[s, j])
-            f = _0
-            if ct != _0:
-                f = ct * sigmoid32(x[s, hid + j])
-            o = sigmoid32(x[s, 2 * hid + j])
-            g = tanh32(x[s, 3 * hid + j])
+            i, f, o, g = _lstm_unit_gates(x, s, j, hid, ct)
             dc_prev[s, j] = _lstm_cell_grad(dx, s, j, hid, i, f, o, g, c_prev[s, j], c[s, j],
                                             dc[s, j], dh[s, j])
