@@ -323,6 +323,19 @@ def stochastic_pool_train(x, top, mask, rand, kernel_h, kernel_w, stride_h, stri
                 mf[tb + ph * PW + pw] = where
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _sums(xf, xb, W, hs, he, ws, we):
+    """(sum, sum of squares) over a window, the sum started at FLT_MIN as Caffe's is."""
+    total = _TINY
+    squares = np.float32(0.0)
+    for h in range(hs, he):
+        for w in range(ws, we):
+            v = xf[xb + h * W + w]
+            total += v
+            squares += v * v
+    return total, squares
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def stochastic_pool_test(x, top, kernel_h, kernel_w, stride_h, stride_w):
     """top = sum(v^2) / sum(v) over each window: the probability-weighted average."""
@@ -339,13 +352,7 @@ def stochastic_pool_test(x, top, kernel_h, kernel_w, stride_h, stride_w):
             for pw in range(PW):
                 ws = pw * stride_w
                 we = min(ws + kernel_w, W)
-                total = _TINY
-                squares = np.float32(0.0)
-                for h in range(hs, he):
-                    for w in range(ws, we):
-                        v = xf[xb + h * W + w]
-                        total += v
-                        squares += v * v
+                total, squares = _sums(xf, xb, W, hs, he, ws, we)
                 tf[tb + ph * PW + pw] = squares / total
 
 
@@ -370,13 +377,7 @@ def stochastic_pool_test_backward(x, top_diff, bottom_diff, kernel_h, kernel_w, 
             for pw in range(PW):
                 ws = pw * stride_w
                 we = min(ws + kernel_w, W)
-                total = _TINY
-                squares = np.float32(0.0)
-                for h in range(hs, he):
-                    for w in range(ws, we):
-                        v = xf[xb + h * W + w]
-                        total += v
-                        squares += v * v
+                total, squares = _sums(xf, xb, W, hs, he, ws, we)
                 g = tf[tb + ph * PW + pw] / (total * total)
                 for h in range(hs, he):
                     for w in range(ws, we):
