@@ -29,29 +29,6 @@ LABELS = {"lenet": "LeNet", "cifar": "CIFAR10-quick"}
 SIZES = [1 << 10, 1 << 14, 1 << 17, 1 << 19, 1 << 21, 1 << 23]  # all-reduce probe bytes
 
 
-def build_solver(net, batch):
-    from benchmarks.nets import cifar_bench_net, lenet_bench_net
-    from netdef.proto import caffe_pb2
-    from netdef.solvers import Solver
-
-    param = caffe_pb2.SolverParameter()
-    param.net_param.CopyFrom({"lenet": lenet_bench_net, "cifar": cifar_bench_net}[net](batch))
-    param.base_lr, param.momentum, param.weight_decay = 0.01, 0.9, 5e-4
-    param.lr_policy, param.gamma, param.power = "inv", 1e-4, 0.75
-    param.max_iter, param.random_seed = 10 ** 6, 1
-    param.snapshot_after_train = False
-    return Solver(param)
-
-
-def fill_random(solver, seed):
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    data, label = solver.net.blobs["data"], solver.net.blobs["label"]
-    data.data[...] = rng.random(data.shape, dtype=np.float32)
-    label.data[...] = rng.integers(0, 10, label.shape)
-
-
 def buckets_of(net, count):
     """``count`` contiguous ranges of the flat gradient (about equal bytes), each with the
     layer after whose backward it is complete (its earliest owning layer)."""
@@ -116,11 +93,12 @@ def time_allreduce(world, nbytes, repeats=10):
 
 def worker(args):
     sys.path.insert(0, ROOT)
+    from benchmarks.nets import bench_solver, fill_random
     from netdef import parallel
 
     world = parallel.init()
-    solver = build_solver(args.net, args.batch)
-    fill_random(solver, world.rank if world else 0)
+    solver = bench_solver(args.net, args.batch)
+    fill_random(solver, world.rank if world else 0, classes=10)
     solver.step(1 + args.warmup)
     if world:
         world.comm.Barrier()

@@ -60,3 +60,32 @@ def caffenet_bench_net(batch):
             param.weight_filler.type, param.weight_filler.std = "gaussian", 0.01
             param.bias_filler.type, param.bias_filler.value = "constant", 0.1
     return net
+
+
+BENCH_NETS = {"lenet": lenet_bench_net, "cifar": cifar_bench_net,
+              "caffenet": caffenet_bench_net}
+
+
+def bench_solver(net, batch):
+    """An SGD solver (LeNet's stock settings) on bench net ``net`` ("lenet", "cifar",
+    "caffenet") at ``batch``; never snapshots."""
+    from netdef.proto import caffe_pb2
+    from netdef.solvers import Solver
+
+    param = caffe_pb2.SolverParameter()
+    param.net_param.CopyFrom(BENCH_NETS[net](batch))
+    param.base_lr, param.momentum, param.weight_decay = 0.01, 0.9, 5e-4
+    param.lr_policy, param.gamma, param.power = "inv", 1e-4, 0.75
+    param.max_iter, param.random_seed = 10 ** 6, 1
+    param.snapshot_after_train = False
+    return Solver(param)
+
+
+def fill_random(solver, seed, classes):
+    """Uniform [0, 1) data and labels in 0..classes-1 in the train net's Input blobs."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    data, label = solver.net.blobs["data"], solver.net.blobs["label"]
+    data.data[...] = rng.random(data.shape, dtype=np.float32)
+    label.data[...] = rng.integers(0, classes, label.shape)

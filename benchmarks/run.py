@@ -80,33 +80,13 @@ def gemm_shares(layers, macs, gflops):
     return rows
 
 
-def build_solver(args):
-    from benchmarks.nets import caffenet_bench_net, cifar_bench_net, lenet_bench_net
-    from netdef.proto import caffe_pb2
-    from netdef.solvers import Solver
-
-    builder = {"lenet": lenet_bench_net, "cifar": cifar_bench_net,
-               "caffenet": caffenet_bench_net}[args.net]
-    param = caffe_pb2.SolverParameter()
-    param.net_param.CopyFrom(builder(args.batch))
-    param.base_lr, param.momentum, param.weight_decay = 0.01, 0.9, 5e-4
-    param.lr_policy, param.gamma, param.power = "inv", 1e-4, 0.75
-    param.max_iter, param.random_seed = 10 ** 6, 1
-    param.snapshot_after_train = False
-    return Solver(param)
-
-
 def worker_netdef(args):
     t0 = time.perf_counter()
     import netdef  # noqa: F401, I001  (first: its thread policy, before numpy loads BLAS)
-    import numpy as np
+    from benchmarks.nets import bench_solver, fill_random
 
-    solver = build_solver(args)
-    rng = np.random.default_rng(0)
-    data = solver.net.blobs["data"]
-    label = solver.net.blobs["label"]
-    data.data[...] = rng.random(data.shape, dtype=np.float32)
-    label.data[...] = rng.integers(0, NETS[args.net][1], label.shape)
+    solver = bench_solver(args.net, args.batch)
+    fill_random(solver, 0, NETS[args.net][1])
     solver.step(1)
     first = time.perf_counter() - t0
     if args.first_only:
