@@ -41,6 +41,10 @@ DEFAULT_TIMEOUT = 600.0
 #: seconds a rank polls for the others before it starts to nap between polls
 SPIN = 0.01
 
+#: seconds a failing rank waits between writing its message and MPI_Abort: the abort tears
+#: the job down at once, and under load mpiexec had not yet passed the message on
+ABORT_GRACE = 1.0
+
 
 def import_mpi():
     """mpi4py's MPI module, or NetdefError saying how to install it."""
@@ -226,5 +230,6 @@ class World:
             sys.stdout.flush()
             sys.stderr.write(text + "\n")
             sys.stderr.flush()
+            time.sleep(ABORT_GRACE)
         finally:
             self.comm.Abort(code)
