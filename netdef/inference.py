@@ -20,8 +20,8 @@ pycaffe user can see after a full forward, and nothing at all for any other call
 * Memory (``reuse_memory=True``, a further opt-in).  Intermediate blobs share buffers
   once every consumer of the earlier one has run (a liveness plan over the layer order),
   so their ``net.blobs[...].data`` no longer hold their values after a forward; outputs,
-  inputs and the names in ``keep`` keep their own buffers.  MAX pooling layers share one
-  argmax scratch (TEST never reads it back).
+  inputs and the names in ``keep`` keep their own buffers.  (A TEST MAX pooling writes
+  no argmax mask at all, so masks need no sharing.)
 
 Backward after an optimized forward runs the net's own layers forward once more (the
 fused layers did not leave what their backward reads); with shared memory it is refused.
@@ -217,24 +217,6 @@ def plan_memory(layer_order, pinned):
     return saved, planned
 
 
-def share_pool_masks(layer_order):
-    """One argmax scratch for every single-top MAX Pooling layer: a TEST forward writes
-    each layer's mask and nothing reads it (backward is refused once memory is shared).
-    Returns the number of layers given the shared buffer."""
-    pools = []
-    for layer, _, tops in layer_order:
-        pool = getattr(layer, "pool", None)
-        if layer.type == "Pooling" and len(tops) == 1 \
-                and isinstance(getattr(pool, "mask", None), np.ndarray) and pool.mask.size:
-            pools.append((pool, tops[0].count))
-    if len(pools) < 2:
-        return 0
-    shared = np.zeros(max(n for _, n in pools), np.float32)
-    for pool, _ in pools:
-        pool.mask = shared
-    return len(pools)
-
-
 # -- the plan ------------------------------------------------------------------------
 class InferencePlan:
     """See the module docstring.  Built and driven by ``Net``."""
@@ -279,7 +261,6 @@ class InferencePlan:
                              f"'{unknown[0]}' to keep")
         self.saved_bytes = 0
         self._planned = []
-        self._shared_masks = 0
         self._shapes = None
         self._stale = False
         logger.info("Optimized net '%s' for inference: %d convolutions fused (%d layers "
@@ -316,7 +297,6 @@ class InferencePlan:
                 self.saved_bytes, self._planned = plan_memory(self.order, self.kept)
                 for reshape, b, t in self.reshapes:     # layers that cached views of tops
                     reshape(b, t)
-                self._shared_masks = share_pool_masks(self.order)
             self._shapes = shapes
         for forward, b, t in self.steps:
             forward(b, t)
@@ -324,7 +304,7 @@ class InferencePlan:
     @property
     def shares_memory(self):
         """Whether blobs currently share buffers by the memory plan."""
-        return bool(self._planned or self._shared_masks)
+        return bool(self._planned)
 
     def _detach(self):
         """Own buffers again for the blobs of the last memory plan, so that a new plan
@@ -332,11 +312,6 @@ class InferencePlan:
         for blob in self._planned:
             blob.set_data_buffer(blob.data.reshape(-1).copy())
         self._planned = []
-        for layer, _, _ in self.order if self._shared_masks else ():
-            pool = getattr(layer, "pool", None)
-            if layer.type == "Pooling" and isinstance(getattr(pool, "mask", None), np.ndarray):
-                pool.mask = pool.mask.copy()
-        self._shared_masks = 0
 
     def release(self):
         """Undo the memory plan: every blob owns its buffer again (values kept)."""

@@ -11,8 +11,10 @@ first (one pass instead of a separate memset), SPP passes False to sum its level
 x / bottom_diff: (N, C, H, W); top / top_diff / mask / rand: (N, C, PH, PW); float32.
 
 Inner loops index with unsigned integers (numba then skips its negative-index test)
-and pick maxima with selects rather than branches; the 2x2 stride-2 unpadded MAX of
-LeNet-style nets has its own kernel, ~3x faster than the general one, and so has the
+and pick maxima with selects rather than branches.  MAX runs as two unit-stride passes
+per plane (rows, then columns) that the compiler vectorises; a TEST forward whose mask
+nobody reads skips the argmax (``max_pool_values``).  The 2x2 stride-2 unpadded MAX of
+LeNet-style nets has its own kernel, ~3x faster than the per-window one, and so has the
 3x3 stride-2 unpadded AVE of CIFAR10-quick (forward, and backward for the windows inside
 the image).  AVE backward divides the top gradient by the window size in float32, as
 Caffe does.
@@ -27,41 +29,202 @@ _LOWEST = np.float32(-3.4028234663852886e38)
 _TINY = np.float32(1.1754943508222875e-38)
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def max_pool_forward(x, top, mask, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w):
     """top = window maxima of x; mask = plane index of each maximum (-1 for an empty window)."""
+    if kernel_h == 2 and kernel_w == 2 and stride_h == 2 and stride_w == 2 and pad_h == 0 \
+            and pad_w == 0 and 2 * top.shape[2] <= x.shape[2] and 2 * top.shape[3] <= x.shape[3]:
+        _max_pool_2x2(x, top, mask)
+    else:
+        _max_pool_rows(x, top, mask, True, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w)
+
+
+@njit(cache=True, nogil=True)
+def max_pool_values(x, top, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w):
+    """max_pool_forward's top without the mask (a TEST forward nothing reads it from)."""
+    _max_pool_rows(x, top, top, False, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w)
+
+
+_BLOCKS = 128   # planes are dealt out in at most this many blocks, each with its own scratch
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _max_pool_rows(x, top, mask, track, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w):
+    """MAX pooling in two passes per plane: each input row's window maxima (first maximum
+    in the row), then the first maximum over each window's rows.  The winner is the
+    row-major first maximum, bit for bit the per-window rule, and both passes run over
+    unit-stride output rows that the compiler vectorises (5-12x the per-window loop).
+
+    Rows are copied into a scratch row padded with -FLT_MAX, which never wins (as
+    Caffe's strict comparison from -FLT_MAX), so padded and clipped windows need no
+    special case.  With ``track`` False the mask is not written (``mask`` is ignored).
+    """
     N, C, H, W = x.shape
     PH, PW = top.shape[2], top.shape[3]
-    if kernel_h == 2 and kernel_w == 2 and stride_h == 2 and stride_w == 2 and pad_h == 0 \
-            and pad_w == 0 and 2 * PH <= H and 2 * PW <= W:
-        _max_pool_2x2(x, top, mask)
-        return
     xf = x.reshape(-1)
     tf = top.reshape(-1)
     mf = mask.reshape(-1)
-    for plane in prange(N * C):
-        xb = plane * H * W
-        tb = plane * PH * PW
-        for ph in range(PH):
-            hs = ph * stride_h - pad_h
-            he = min(hs + kernel_h, H)
-            hs = max(hs, 0)
-            for pw in range(PW):
-                ws = pw * stride_w - pad_w
-                we = min(ws + kernel_w, W)
-                ws = max(ws, 0)
-                best = _LOWEST
-                where = -1
-                for h in range(hs, he):
-                    row = _U(xb + h * W)
-                    for w in range(_U(ws), _U(we)):
-                        v = xf[row + w]
-                        better = v > best
-                        best = v if better else best
-                        where = (h * W + np.int64(w)) if better else where
-                t = _U(tb + ph * PW + pw)
-                tf[t] = best
-                mf[t] = where
+    planes = N * C
+    blocks = min(planes, _BLOCKS)
+    width = max((PW - 1) * stride_w + kernel_w, pad_w + W)
+    for block in prange(blocks):
+        row = np.full(width, _LOWEST, np.float32)
+        row_max = np.empty(H * PW, np.float32)
+        row_at = np.empty(H * PW if track else 0, np.int32)
+        col_at = np.empty(PW if track else 0, np.int32)
+        for plane in range(block * planes // blocks, (block + 1) * planes // blocks):
+            for h in range(H):
+                src = _U((plane * H + h) * W)
+                for w in range(_U(W)):
+                    row[_U(pad_w) + w] = xf[src + w]
+                out = _U(h * PW)
+                first = np.int32(h * W - pad_w)
+                if track:
+                    _row_pass_at(row, row_max, row_at, out, PW, kernel_w, stride_w, first)
+                else:
+                    _row_pass(row, row_max, out, PW, kernel_w, stride_w)
+            for ph in range(PH):
+                hs = ph * stride_h - pad_h
+                he = min(hs + kernel_h, H)
+                hs = max(hs, 0)
+                t = _U((plane * PH + ph) * PW)
+                if track:
+                    _col_pass_at(row_max, row_at, tf, mf, col_at, t, PW, hs, he)
+                else:
+                    _col_pass(row_max, tf, t, PW, hs, he)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _row_pass(row, row_max, out, PW, kernel_w, stride_w):
+    """row_max[out + q] = the first maximum of window q of the padded row."""
+    n = _U(PW)
+    s = _U(stride_w)
+    if kernel_w == 3:
+        for q in range(n):
+            j = q * s
+            m = _LOWEST
+            v = row[j]
+            m = v if v > m else m
+            v = row[j + _U(1)]
+            m = v if v > m else m
+            v = row[j + _U(2)]
+            m = v if v > m else m
+            row_max[out + q] = m
+    else:
+        for q in range(n):
+            row_max[out + q] = _LOWEST
+        for k in range(_U(kernel_w)):
+            for q in range(n):
+                v = row[q * s + k]
+                m = row_max[out + q]
+                row_max[out + q] = v if v > m else m
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _row_pass_at(row, row_max, row_at, out, PW, kernel_w, stride_w, first):
+    """_row_pass, also recording the winner's plane index (``first`` is padded column 0's)."""
+    n = _U(PW)
+    s = _U(stride_w)
+    if kernel_w == 3:
+        for q in range(n):
+            j = q * s
+            i = np.int32(j) + first
+            m = _LOWEST
+            at = np.int32(-1)
+            v = row[j]
+            g = v > m
+            m = v if g else m
+            at = i if g else at
+            v = row[j + _U(1)]
+            g = v > m
+            m = v if g else m
+            at = i + np.int32(1) if g else at
+            v = row[j + _U(2)]
+            g = v > m
+            m = v if g else m
+            at = i + np.int32(2) if g else at
+            row_max[out + q] = m
+            row_at[out + q] = at
+    else:
+        for q in range(n):
+            row_max[out + q] = _LOWEST
+            row_at[out + q] = -1
+        for k in range(_U(kernel_w)):
+            for q in range(n):
+                v = row[q * s + k]
+                m = row_max[out + q]
+                g = v > m
+                row_max[out + q] = v if g else m
+                row_at[out + q] = (np.int32(q * s + k) + first) if g else row_at[out + q]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _col_pass(row_max, tf, t, PW, hs, he):
+    """tf[t + q] = the first maximum of row_max rows hs..he-1 at column q."""
+    n = _U(PW)
+    if he - hs == 3:
+        r0 = _U(hs) * n
+        r1 = r0 + n
+        r2 = r1 + n
+        for q in range(n):
+            m = _LOWEST
+            v = row_max[r0 + q]
+            m = v if v > m else m
+            v = row_max[r1 + q]
+            m = v if v > m else m
+            v = row_max[r2 + q]
+            m = v if v > m else m
+            tf[t + q] = m
+    else:
+        for q in range(n):
+            tf[t + q] = _LOWEST
+        for h in range(_U(hs), _U(he)):
+            r = h * n
+            for q in range(n):
+                v = row_max[r + q]
+                m = tf[t + q]
+                tf[t + q] = v if v > m else m
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _col_pass_at(row_max, row_at, tf, mf, col_at, t, PW, hs, he):
+    """_col_pass, also writing the winner's plane index to mf (col_at: PW scratch)."""
+    n = _U(PW)
+    if he - hs == 3:
+        r0 = _U(hs) * n
+        r1 = r0 + n
+        r2 = r1 + n
+        for q in range(n):
+            m = _LOWEST
+            at = np.int32(-1)
+            v = row_max[r0 + q]
+            g = v > m
+            m = v if g else m
+            at = row_at[r0 + q] if g else at
+            v = row_max[r1 + q]
+            g = v > m
+            m = v if g else m
+            at = row_at[r1 + q] if g else at
+            v = row_max[r2 + q]
+            g = v > m
+            m = v if g else m
+            at = row_at[r2 + q] if g else at
+            tf[t + q] = m
+            mf[t + q] = np.float32(at)
+    else:
+        for q in range(n):
+            tf[t + q] = _LOWEST
+            col_at[q] = -1
+        for h in range(_U(hs), _U(he)):
+            r = h * n
+            for q in range(n):
+                v = row_max[r + q]
+                m = tf[t + q]
+                g = v > m
+                tf[t + q] = v if g else m
+                col_at[q] = row_at[r + q] if g else col_at[q]
+        for q in range(n):
+            mf[t + q] = np.float32(col_at[q])
 
 
 @njit(cache=True, nogil=True, parallel=True)

@@ -117,6 +117,33 @@ def test_max_ties_pick_the_first_and_nan_never_wins(stride):
     assert mask[0, 0, 0, 0] == -1 and top[0, 0, 0, 0] == -np.finfo(np.float32).max
 
 
+SPECIAL = np.array([0.0, -0.0, 1.0, -1.0, np.nan, np.inf, -np.inf,
+                    -np.finfo(np.float32).max, 2.0], np.float32)
+
+
+@pytest.mark.parametrize("shape,k,s,p", GEOMETRIES + [
+    ((2, 3, 11, 10), (3, 3), (2, 2), (0, 0)),      # CIFAR/CaffeNet-style, ceil-clipped edge
+    ((1, 4, 7, 7), (3, 3), (1, 1), (1, 1)),        # GoogLeNet's 3x3 stride 1 pad 1
+    ((1, 2, 6, 9), (4, 3), (3, 2), (2, 1)),
+])
+@pytest.mark.parametrize("seed", range(4))
+def test_max_is_the_row_major_first_maximum_bit_for_bit(shape, k, s, p, seed):
+    """Ties of +0.0/-0.0, NaN, infinities and -FLT_MAX: the value's bits and the mask are
+    the per-window rule's, with and without the mask being written."""
+    rng = np.random.default_rng(seed)
+    x = rng.choice(SPECIAL, size=shape).astype(np.float32)
+    PH, PW = pooled(shape[2], k[0], s[0], p[0]), pooled(shape[3], k[1], s[1], p[1])
+    top = np.empty((shape[0], shape[1], PH, PW), np.float32)
+    mask = np.empty_like(top)
+    K.max_pool_forward(x, top, mask, *k, *s, *p)
+    want_top, want_mask = ref_max(x, k, s, p, PH, PW)
+    np.testing.assert_array_equal(top.view(np.int32), want_top.view(np.int32))
+    np.testing.assert_array_equal(mask, want_mask)
+    values = np.full_like(top, 7.0)
+    K.max_pool_values(x, values, *k, *s, *p)
+    np.testing.assert_array_equal(values.view(np.int32), want_top.view(np.int32))
+
+
 @pytest.mark.parametrize("shape,k,s,p", GEOMETRIES)
 def test_ave_forward_backward(shape, k, s, p):
     rng = np.random.default_rng(1)

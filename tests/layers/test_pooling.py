@@ -79,6 +79,28 @@ def test_max_matches_reference_with_mask_top(body, k, s, p):
     np.testing.assert_allclose(bottom[0].diff, want_dx.reshape(x.shape), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("body", ["pool: MAX kernel_size: 3 stride: 2",
+                                  "pool: MAX kernel_size: 3 stride: 1 pad: 1"])
+def test_max_test_phase_backward_finds_the_argmax_itself(body):
+    """A TEST forward skips the mask; backward (saliency through a deploy net) must
+    still route each diff to the window's first maximum."""
+    x = spread((2, 3, 9, 8))
+    dy = np.random.default_rng(2).standard_normal((2, 3, 4, 4) if "2" in body else (2, 3, 9, 8))
+    diffs = []
+    for phase in ("TRAIN", "TEST"):
+        bottom, top = run(pool_layer(body, phase), x)
+        top[0].diff[...] = dy
+        top[0].data[...] = -5.0          # an in-place ReLU after pooling may rewrite the top
+        layer = pool_layer(body, phase)
+        layer.layer_setup(bottom, top)
+        layer.forward(bottom, top)
+        top[0].data[...] = -5.0
+        layer.backward(top, [True], bottom)
+        diffs.append(bottom[0].diff.copy())
+    np.testing.assert_array_equal(diffs[0], diffs[1])
+    assert np.count_nonzero(diffs[1]) > 0
+
+
 @pytest.mark.parametrize("body,k,s,p", [
     ("pool: AVE kernel_size: 3 stride: 2", (3, 3), (2, 2), (0, 0)),
     ("pool: AVE kernel_size: 3 stride: 2 pad: 1", (3, 3), (2, 2), (1, 1)),
