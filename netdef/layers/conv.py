@@ -18,17 +18,17 @@ would exceed ``COL_BUFFER_LIMIT`` floats are processed in chunks of images.  A 1
 stride-1, unpadded convolution needs no im2col: its column matrix is the input itself.
 Serves every geometry (N-D, grouped, dilated, strided).
 
-``blocked`` (2-D, not 1x1) -- the same products, a few images at a time: each core takes
-a share of the minibatch and works through it in chunks whose column matrix fits its
-L2 cache (``BLOCK_FLOATS``), so im2col writes into cache and the GEMM reads from there
-(kernels/conv_blocked.py, kernels/conv_threads.py).  Ungrouped undilated layers use
-pixel-major columns (one row per output pixel, kernel offsets ordered (i, j, c)), whose
-im2col copies runs of kernel_w * C floats; the GEMM col @ W^T gives pixels x channels,
-which the bias pass transposes into NCHW.  The data gradient of a stride-1 undilated
-layer is itself computed as a forward convolution -- dtop padded by kernel - 1 - pad,
-correlated with the rotated filters, in/out channels swapped -- a GEMM with reduction
-Cout * kernel instead of a reduction-Cout GEMM that writes a huge column matrix for
-col2im to read back.  Other layers' data gradients take the gemm route's way.
+``blocked`` (2-D, not 1x1) -- the same products, a few images at a time: each core takes a
+share of the minibatch and works through it in chunks whose column matrix fits its L2
+cache (``BLOCK_FLOATS``), so im2col writes into cache and the GEMM reads from there
+(layers/conv_blocked.py, kernels/conv_blocked.py, kernels/conv_threads.py).  Ungrouped
+undilated layers use pixel-major columns (one row per output pixel, kernel offsets ordered
+(i, j, c)), whose im2col copies runs of kernel_w * C floats; the GEMM col @ W^T gives
+pixels x channels, which the bias pass transposes into NCHW.  The data gradient of a
+stride-1 undilated layer is itself computed as a forward convolution -- dtop padded by
+kernel - 1 - pad, correlated with the rotated filters, in/out channels swapped -- a GEMM
+with reduction Cout * kernel instead of a reduction-Cout GEMM that writes a huge column
+matrix for col2im to read back.  Other layers' data gradients take the gemm route's way.
 
 ``winograd`` -- F(2x2, 3x3) (kernels/winograd.py) for ungrouped 3x3 stride-1 undilated
 2-D layers: forward and data gradient; the weight gradient is the blocked route's.
@@ -59,32 +59,16 @@ from ..errors import LayerError, ShapeError
 from ..fillers import fill
 from ..kernels import conv as K
 from ..kernels import conv_blocked as KB
-from ..kernels import conv_threads as TH
 from ..kernels import winograd as WG
 from ..layer import Layer, register
+from .conv_blocked import NO_BIAS, BlockedRoute
 from .shape import canonical_axis
 
 # Largest column matrix (in floats, 128 MB) built at once; bigger batches go in chunks.
 COL_BUFFER_LIMIT = 1 << 25
 
-# The blocked route works on chunks of images whose column matrix has about this many
-# floats (1 MiB: one core's L2), so im2col writes it into cache and the GEMM reads it
-# from there, instead of streaming a whole-batch column matrix through memory.
-BLOCK_FLOATS = 1 << 18
-# Pixel-major columns copy runs of kernel_w * C floats; below this the channel-major
-# layout's runs of out_w floats were faster (CIFAR10-quick's conv1: 15 vs 32).
-PIXEL_MIN_RUN = 32
-# The data gradient as a convolution is a GEMM with one column per bottom channel: with
-# fewer than this (an RGB input), W^T dtop + col2im was faster.
-DGRAD_MIN_CHANNELS = 8
-# ... and it multiplies every kernel tap over the whole bottom, padding included: for an
-# unpadded ("valid") convolution, whose bottom is larger than its top, that is this many
-# times (bottom / top pixels) the work of W^T dtop; allowed up to this ratio.
-DGRAD_MAX_GROWTH = 1.3
 # auto mode considers the blocked route only up to this many outputs per group
 BLOCKED_MAX_OUTPUTS = 128
-
-_NO_BIAS = np.zeros(0, np.float32)
 
 ALGO_ENV = "NETDEF_CONV_ALGO"
 ALGORITHMS = ("gemm", "blocked", "winograd")
@@ -236,7 +220,7 @@ def _no_in_place(layer, bottom, top):
 
 
 # -- Convolution / Deconvolution -------------------------------------------------
-class _ConvolutionBase(Layer):
+class _ConvolutionBase(BlockedRoute, Layer):
     """What Convolution and Deconvolution share: parameters, weights, buffers, products.
 
     Names follow the convolution direction: the *image* side has ``c_image`` channels
@@ -337,30 +321,6 @@ class _ConvolutionBase(Layer):
         self.chunk = max(1, min(self.num, COL_BUFFER_LIMIT // max(per_image, 1)))
         self._col_holds = None
 
-    def _setup_blocked(self, image_spatial, col_spatial):
-        """Geometry of the blocked route (2-D, not 1x1): its chunk size, its column layout
-        (pixel-major for ungrouped undilated kernels whose rows of kernel_w * C floats
-        are long enough, else channel-major) and, for stride-1 undilated kernels, the
-        convolution that computes the data gradient: dtop padded by kernel - 1 - pad,
-        correlated with the rotated, transposed filters."""
-        self.blocked_ok = self.ops.two_d and not self.is_1x1 and not self.transposed
-        self.dgrad_ops = None
-        if not self.blocked_ok:
-            return
-        rows = self.c_image * self.kernel_count
-        self.block = max(1, min(self.num, BLOCK_FLOATS // max(rows * self.p_col, 1)))
-        undilated = self.group == 1 and self.dilation == (1, 1)
-        self.pixel_layout = undilated and self.kernel[1] * self.c_image >= PIXEL_MIN_RUN
-        self.dgrad_pixels = undilated and self.kernel[1] * self.c_col >= PIXEL_MIN_RUN
-        back_pad = tuple(k - 1 - p for k, p in zip(self.kernel, self.pad, strict=True))
-        if (self.stride == (1, 1) and self.dilation == (1, 1) and min(back_pad) >= 0
-                and self.c_image // self.group >= DGRAD_MIN_CHANNELS
-                and self.p_image <= DGRAD_MAX_GROWTH * self.p_col):
-            self.dgrad_ops = _ColumnOps(self.kernel, (1, 1), back_pad, (1, 1), col_spatial,
-                                        image_spatial)
-            self.dgrad_block = max(1, min(self.num, BLOCK_FLOATS // max(
-                self.c_col * self.kernel_count * self.p_image, 1)))
-
     # -- the pieces ------------------------------------------------------------
     def _chunks(self):
         for n0 in range(0, self.num, self.chunk):
@@ -392,7 +352,7 @@ class _ConvolutionBase(Layer):
         n = image.shape[0]
         cols = n * self.p_col
         if self.is_1x1:
-            K.nc_to_cn(image, col.reshape(self.c_image, cols), _NO_BIAS)
+            K.nc_to_cn(image, col.reshape(self.c_image, cols), NO_BIAS)
         else:
             self.ops.im2col(image, col, cols, self.p_col)
 
@@ -464,7 +424,7 @@ class _ConvolutionBase(Layer):
         return self.bias_term and (len(down) < 2 or down[1])
 
     def _bias(self):
-        return self.blobs[1].data if self.bias_term else _NO_BIAS
+        return self.blobs[1].data if self.bias_term else NO_BIAS
 
 
 @register("Convolution")
@@ -542,146 +502,6 @@ class Convolution(_ConvolutionBase):
                                   self._views(t, n0, n1, self.c_col, self.p_col),
                                   self._bias(), relu_slope=self.fused_relu)
 
-    # -- the blocked route -----------------------------------------------------------
-    # Each pass runs one worker per core (kernels/conv_threads.py); the workers take the
-    # minibatch's cache-sized chunks of images from one shared queue, so a core slowed by
-    # other processes simply takes fewer.  Every worker has its own buffers (the hot path
-    # allocates nothing) and its own weight-gradient accumulator.
-
-    def _chunk_queue(self, block):
-        """(number of workers, an iterator over the chunks' (first, stop) image ranges
-        that all workers draw from)."""
-        starts = range(0, self.num, block)
-        workers = max(1, min(TH.worker_count(), len(starts)))
-        return workers, iter([(n0, min(n0 + block, self.num)) for n0 in starts])
-
-    def _part_buffer(self, part, name, floats):
-        """Worker ``part``'s private float32 buffer ``name`` of at least ``floats``."""
-        key = (name, part)
-        buf = self._part_buffers.get(key)
-        if buf is None or buf.size < floats:
-            buf = self._part_buffers[key] = np.empty(floats, np.float32)
-        return buf[:floats]
-
-    def _blocked_forward(self, b, t):
-        """Per chunk of images: im2col into a cache-sized buffer, the GEMM, then the bias
-        (and fused ReLU) while the chunk is still in cache.  Pixel-major columns give
-        (pixels, channels), which the bias pass transposes into NCHW; channel-major ones
-        are laid out per image (n, rows, P), so one GEMM per image and group writes NCHW
-        directly."""
-        rows, p_col = self.c_image * self.kernel_count, self.p_col
-        bias = self._bias()
-        relu, slope = self.fused_relu is not None, float(self.fused_relu or 0.0)
-        w = self.blobs[0].data.reshape(self.c_col, self.k_group)
-        cg, kg = self.col_group, self.k_group
-        workers, chunks = self._chunk_queue(self.block)
-
-        if self.pixel_layout:       # W as (i, j, c) x num_output, to multiply pixel rows
-            wt = np.ascontiguousarray(self.blobs[0].data.transpose(2, 3, 1, 0)).reshape(
-                rows, self.c_col)
-
-        def part(p):
-            for n0, n1 in chunks:       # next() on a list iterator is atomic
-                n = n1 - n0
-                col = self._part_buffer(p, "col", n * rows * p_col)
-                x = self._views(b, n0, n1, self.c_image, self.p_image)
-                y = self._views(t, n0, n1, self.c_col, p_col)
-                if self.pixel_layout:
-                    self.ops.im2col_pixels(x, col)
-                    yt = self._part_buffer(p, "out", n * p_col * self.c_col)
-                    yt = yt.reshape(n * p_col, self.c_col)
-                    np.dot(col.reshape(n * p_col, rows), wt, out=yt)
-                    KB.pixels_to_nchw(yt, y, bias, relu, slope)
-                    continue
-                self.ops.im2col_serial(x, col, p_col, rows * p_col)
-                col3 = col.reshape(n, rows, p_col)
-                for g in range(self.group):
-                    np.matmul(w[g * cg:(g + 1) * cg], col3[:, g * kg:(g + 1) * kg],
-                              out=y[:, g * cg:(g + 1) * cg])
-                if bias.size or relu:
-                    KB.bias_act(y, bias, relu, slope)
-
-        TH.run_parts(part, workers)
-
-    def _blocked_backward(self, t, b, bias_diff, want_w, want_x):
-        """Per chunk: the weight gradient dW += dtop @ im2col(bottom)^T (dtop moved to
-        (C, n*P) order, summing the bias gradient on the way), and the data gradient as
-        a forward convolution of dtop (``_setup_blocked``); each worker accumulates its
-        own dW and bias sums, added up at the end."""
-        want_b = bias_diff.size > 0
-        rows, p_col, p_img = self.c_image * self.kernel_count, self.p_col, self.p_image
-        cg, kg, G, kk = self.col_group, self.k_group, self.group, self.kernel_count
-        ig = self.c_image // G
-        as_conv = want_x and self.dgrad_ops is not None
-        block = self.block if not as_conv else min(self.block, self.dgrad_block)
-        if as_conv:     # the rotated filters, as (input channel) x (output channel, i, j)
-            w = self.blobs[0].data.reshape((G, cg, ig) + self.kernel)[..., ::-1, ::-1]
-            if self.dgrad_pixels:       # or as (i, j, output channel) x input channel
-                wf = np.ascontiguousarray(w[0].transpose(2, 3, 0, 1)).reshape(cg * kk, ig)
-            else:
-                wf = np.ascontiguousarray(w.transpose(0, 2, 1, 3, 4)).reshape(G, ig, cg * kk)
-        workers, chunks = self._chunk_queue(block)
-        dws = np.zeros((workers, self.c_col, kg), np.float32) if want_w else None
-        sums = np.zeros((workers, self.c_col) if want_b else (workers, 0))
-
-        def part(p):
-            for n0, n1 in chunks:
-                n = n1 - n0
-                dtop = self._views(t, n0, n1, self.c_col, p_col, diff=True)
-                if want_w or want_b:
-                    cs = self._part_buffer(p, "cs", self.c_col * n * p_col)
-                    cs = cs.reshape(self.c_col, n * p_col)
-                    KB.to_channel_rows(dtop, cs, sums[p])
-                if want_w:
-                    col = self._part_buffer(p, "col", rows * n * p_col)
-                    x = self._views(b, n0, n1, self.c_image, p_img)
-                    tmp = self._part_buffer(p, "dw", cg * kg).reshape(cg, kg)
-                    if self.pixel_layout:
-                        self.ops.im2col_pixels(x, col)
-                        np.dot(cs, col.reshape(n * p_col, rows), out=tmp)
-                        dws[p] += tmp
-                    else:
-                        self.ops.im2col_serial(x, col, n * p_col, p_col)
-                        col2 = col.reshape(rows, n * p_col)
-                        for g in range(G):
-                            np.dot(cs[g * cg:(g + 1) * cg], col2[g * kg:(g + 1) * kg].T,
-                                   out=tmp)
-                            dws[p, g * cg:(g + 1) * cg] += tmp
-                if as_conv:
-                    drows = self.c_col * kk
-                    col = self._part_buffer(p, "col", n * drows * p_img)
-                    dx = self._views(b, n0, n1, self.c_image, p_img, diff=True)
-                    if self.dgrad_pixels:
-                        self.dgrad_ops.im2col_pixels(dtop, col)
-                        dxt = self._part_buffer(p, "out", n * p_img * self.c_image)
-                        dxt = dxt.reshape(n * p_img, self.c_image)
-                        np.dot(col.reshape(n * p_img, drows), wf, out=dxt)
-                        KB.pixels_to_nchw(dxt, dx, _NO_BIAS, False, 0.0)
-                        continue
-                    self.dgrad_ops.im2col_serial(dtop, col, p_img, drows * p_img)
-                    col3 = col.reshape(n, drows, p_img)
-                    for g in range(G):
-                        np.matmul(wf[g], col3[:, g * cg * kk:(g + 1) * cg * kk],
-                                  out=dx[:, g * ig:(g + 1) * ig])
-
-        TH.run_parts(part, workers)
-        if want_w:
-            dw_sum = dws.sum(axis=0)
-            if self.pixel_layout:       # columns were (i, j, c): back to (c, i, j)
-                dw_sum = dw_sum.reshape((self.c_col,) + self.kernel + (self.c_image,))
-                dw_sum = dw_sum.transpose(0, 3, 1, 2)
-            diff = self.blobs[0].diff
-            diff += dw_sum.reshape(diff.shape)
-        if want_b:
-            bias_diff += sums.sum(axis=0).astype(np.float32)
-        if want_x and not as_conv:      # strided / dilated: W^T dtop, then col2im
-            for n0, n1 in self._chunks():
-                _, cs = self._buffers(n1 - n0)
-                dtop = self._views(t, n0, n1, self.c_col, self.p_col, diff=True)
-                K.nc_to_cn(dtop, cs, _NO_BIAS)
-                dbottom = self._views(b, n0, n1, self.c_image, self.p_image, diff=True)
-                self._transpose_product(cs, dbottom, _NO_BIAS)
-
     # -- the Winograd route ------------------------------------------------------
     def _image_4d(self, blob, channels, diff=False):
         arr = blob.diff if diff else blob.data
@@ -701,7 +521,7 @@ class Convolution(_ConvolutionBase):
         dx = self._image_4d(b, self.c_image, diff=True)
         if self._wg_bwd is None:
             self._wg_bwd = WG.Workspace(self.num, self.c_col, self.c_image, *dx.shape[2:])
-        WG.conv3x3(dy, WG.flip_filters(self.blobs[0].data), _NO_BIAS, dx,
+        WG.conv3x3(dy, WG.flip_filters(self.blobs[0].data), NO_BIAS, dx,
                    2 - self.pad[0], 2 - self.pad[1], self._wg_bwd, relu_slope=None)
 
     def _candidates(self):
@@ -786,7 +606,7 @@ class Convolution(_ConvolutionBase):
         if not self._train_choice_made:
             self._choose_for_training(top, propagate_down, bottom)
         want_w, want_b = self._weight_grad_wanted(), self._bias_grad_wanted()
-        bias_diff = self.blobs[1].diff if want_b else _NO_BIAS
+        bias_diff = self.blobs[1].diff if want_b else NO_BIAS
         if self.algo in ("blocked", "winograd"):   # Winograd: its weight gradient too
             winograd = self.algo == "winograd"
             for i, (t, b) in enumerate(zip(top, bottom, strict=True)):
@@ -813,7 +633,7 @@ class Convolution(_ConvolutionBase):
                 if propagate_down[i]:
                     self._col_holds = None      # the data gradient reuses the column buffer
                     dbottom = self._views(b, n0, n1, self.c_image, self.p_image, diff=True)
-                    self._transpose_product(cs, dbottom, _NO_BIAS, source=dtop)
+                    self._transpose_product(cs, dbottom, NO_BIAS, source=dtop)
 
 
 @register("Deconvolution")
@@ -832,7 +652,7 @@ class Deconvolution(_ConvolutionBase):
                 _, cs = self._buffers(n1 - n0)
                 src = self._views(b, n0, n1, self.c_col, self.p_col)
                 if not self.is_1x1:
-                    K.nc_to_cn(src, cs, _NO_BIAS)
+                    K.nc_to_cn(src, cs, NO_BIAS)
                 self._transpose_product(cs, self._views(t, n0, n1, self.c_image, self.p_image),
                                         self._bias(), source=src)
 
@@ -847,11 +667,11 @@ class Deconvolution(_ConvolutionBase):
                 if want_w:
                     col, cs = self._buffers(n)
                     self._image_to_col(dtop, col)
-                    K.nc_to_cn(self._views(b, n0, n1, self.c_col, self.p_col), cs, _NO_BIAS)
+                    K.nc_to_cn(self._views(b, n0, n1, self.c_col, self.p_col), cs, NO_BIAS)
                     self._accumulate_weight_diff(col, cs)
                 if propagate_down[i]:
                     dbottom = self._views(b, n0, n1, self.c_col, self.p_col, diff=True)
-                    self._forward_product(dtop, dbottom, _NO_BIAS, have_col=want_w)
+                    self._forward_product(dtop, dbottom, NO_BIAS, have_col=want_w)
 
 
 # -- Im2col ----------------------------------------------------------------------
@@ -906,4 +726,4 @@ class Im2col(Layer):
             return
         image = bottom[0].diff.reshape(self.num, self.channels, self.p_in)
         self.ops.col2im(top[0].diff.reshape(-1), image, self.p_out, self.rows * self.p_out,
-                        _NO_BIAS)
+                        NO_BIAS)

@@ -7,6 +7,7 @@ import pytest
 
 from netdef.errors import LayerError
 from netdef.layers import conv as conv_module
+from netdef.layers import conv_blocked as blocked_module
 from tests.gradcheck import check_gradient
 from tests.layers import test_conv as base
 from tests.layers.layer_case import blobs, replay_layer, tops
@@ -34,9 +35,9 @@ def force(variant, monkeypatch):
     monkeypatch.setenv(conv_module.ALGO_ENV, algo)
     if layout:
         pixel_min_run, dgrad_min_channels, dgrad_max_growth = LAYOUTS[layout]
-        monkeypatch.setattr(conv_module, "PIXEL_MIN_RUN", pixel_min_run)
-        monkeypatch.setattr(conv_module, "DGRAD_MIN_CHANNELS", dgrad_min_channels)
-        monkeypatch.setattr(conv_module, "DGRAD_MAX_GROWTH", dgrad_max_growth)
+        monkeypatch.setattr(blocked_module, "PIXEL_MIN_RUN", pixel_min_run)
+        monkeypatch.setattr(blocked_module, "DGRAD_MIN_CHANNELS", dgrad_min_channels)
+        monkeypatch.setattr(blocked_module, "DGRAD_MAX_GROWTH", dgrad_max_growth)
     return algo
 
 
@@ -149,7 +150,7 @@ def test_blocked_chunks_match_gemm(layout, params, monkeypatch):
     results = {}
     for variant in ("gemm", "blocked-" + layout):
         force(variant, monkeypatch)
-        monkeypatch.setattr(conv_module, "BLOCK_FLOATS", 1)
+        monkeypatch.setattr(blocked_module, "BLOCK_FLOATS", 1)
         layer = base.conv_layer(**params)
         bottom, top = blobs(x), tops(1)
         layer.layer_setup(bottom, top)
