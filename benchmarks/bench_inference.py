@@ -6,13 +6,17 @@ also holds another framework's thread pool slows down): it loads the net, runs `
 forwards, then times `--runs` forwards and reports the median in milliseconds.  OpenCV and
 PyTorch are measured when importable (``--frameworks netdef,netdef-plain`` also times netdef
 without ``optimize_for_inference``); PyTorch runs the prototxt through a small interpreter
-(`TorchNet`) with the caffemodel's weights.  The table gives each framework's median, netdef's
-ratio to the faster peer (above 1: netdef is slower) and how far each peer's output is from
-netdef's (a check that all three computed the same net); a second table gives each worker
+(`TorchNet`) with the caffemodel's weights.  The frameworks take turns for `--rounds` rounds
+(this machine's speed drifts by 20-40% between minutes, so one process each compares moments,
+not frameworks).  The table gives each framework's median over the rounds, netdef's ratio to
+the faster peer (the median of the rounds' ratios, with their range; above 1: netdef is
+slower) and how far each peer's output is from netdef's (a check that all three computed the
+same net); a second table gives each worker
 process's peak resident memory (VmHWM): over the whole run, while loading the net, and
 during the forwards alone (the peak count restarted after the load where Linux allows).
 
-    python benchmarks/bench_inference.py [--runs 10] [--warmup 3] [--threads N] [--only lenet]
+    python benchmarks/bench_inference.py [--runs 10] [--warmup 3] [--rounds 3] [--threads N]
+                                         [--only lenet]
 """
 
 import argparse
@@ -296,6 +300,8 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=10, help="timed forwards (median reported)")
     ap.add_argument("--warmup", type=int, default=3, help="untimed forwards first")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="each framework is timed this often, in turns (the machine drifts)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--only", help="comma-separated zoo folders (default: all cases)")
     ap.add_argument("--frameworks", default=",".join(FRAMEWORKS))
@@ -314,7 +320,8 @@ def main():
         print(f"  {k}: {v}")
     frameworks = [f for f in args.frameworks.split(",") if f]
     cases = [c for c in CASES if not args.only or c[1] in args.only.split(",")]
-    print(f"\n== forward time, median of {args.runs} after {args.warmup} warm-up (ms) ==")
+    print(f"\n== forward time, median of {args.runs} after {args.warmup} warm-up; median of "
+          f"{args.rounds} rounds, the frameworks taking turns (ms) ==")
     print(f"  {'net':14s} {'batch':>5s} " + " ".join(f"{f:>10s}" for f in frameworks)
           + "   netdef / faster peer   peer output max |diff| vs netdef")
     results = []
@@ -328,13 +335,19 @@ def main():
             np.save(inp, input_array(folder, batch))
             row = {"net": label, "batch": batch}
             outs = {}
+            rounds = []
+            for _ in range(args.rounds):        # the frameworks take turns, round by round
+                rounds.append({})
+                for fw in frameworks:
+                    res_path = os.path.join(work, f"{fw}_{folder}_{batch}.npy")
+                    res = spawn(fw, folder, output, weights[folder], inp, res_path, args)
+                    rounds[-1][fw] = res
+                    if "error" not in res and fw not in outs:
+                        versions[fw] = res["version"]
+                        outs[fw] = np.load(res_path)
             for fw in frameworks:
-                res_path = os.path.join(work, f"{fw}_{folder}_{batch}.npy")
-                res = spawn(fw, folder, output, weights[folder], inp, res_path, args)
-                row[fw] = res
-                if "error" not in res:
-                    versions[fw] = res["version"]
-                    outs[fw] = np.load(res_path)
+                row[fw] = combine_rounds([r[fw] for r in rounds])
+            row["round_ratios"] = [ratio_to_faster_peer(r, frameworks)[1] for r in rounds]
             results.append(row)
             print("  " + format_row(row, frameworks, outs))
     print("\n== peak resident memory of each worker process, MiB: whole run (load | forwards) ==")
@@ -361,19 +374,39 @@ def format_rss(res):
     return f"{res['peak_rss_mib']:6.0f} ({res['load_peak_rss_mib']:.0f} | {fwd})".rjust(18)
 
 
+def combine_rounds(results):
+    """One framework's rounds as one result: the first round's details, the median of the
+    rounds' medians, and each round's median."""
+    ok = [r for r in results if "error" not in r]
+    if not ok:
+        return results[0]
+    times = [r["median_ms"] for r in ok]
+    return dict(ok[0], median_ms=float(statistics.median(times)), round_ms=times)
+
+
+def ratio_to_faster_peer(results, frameworks):
+    """(faster peer, netdef's time / the faster peer's) for one round, or (None, None)."""
+    peers = {fw: results[fw]["median_ms"] for fw in frameworks
+             if not fw.startswith("netdef") and "error" not in results[fw]}
+    if "error" in results.get("netdef", {"error": 1}) or not peers:
+        return None, None
+    best = min(peers, key=peers.get)
+    return best, results["netdef"]["median_ms"] / peers[best]
+
+
 def format_row(row, frameworks, outs):
     cells = []
     for fw in frameworks:
         res = row[fw]
         cells.append(f"{res['median_ms']:10.2f}" if "error" not in res else f"{'-':>10s}")
     text = f"{row['net']:14s} {row['batch']:5d} " + " ".join(cells)
-    peers = {fw: row[fw]["median_ms"] for fw in frameworks
-             if not fw.startswith("netdef") and "error" not in row[fw]}
-    if "error" not in row.get("netdef", {"error": 1}) and peers:
-        best = min(peers, key=peers.get)
-        ratio = row["netdef"]["median_ms"] / peers[best]
-        row["ratio_to_faster_peer"] = {"peer": best, "ratio": ratio}
-        text += f"   {ratio:6.2f}x ({best:6s})"
+    best, _ = ratio_to_faster_peer(row, frameworks)
+    ratios = [r for r in row.get("round_ratios", []) if r is not None]
+    if best is not None and ratios:
+        ratio = float(statistics.median(ratios))
+        row["ratio_to_faster_peer"] = {"peer": best, "ratio": ratio,
+                                       "range": [min(ratios), max(ratios)]}
+        text += f"   {ratio:6.2f}x ({best:6s}; rounds {min(ratios):.2f}-{max(ratios):.2f})"
     if "netdef" in outs:
         diffs = [f"{fw} {float(abs(outs[fw] - outs['netdef']).max()):.1e}"
                  for fw in outs if fw != "netdef"]
