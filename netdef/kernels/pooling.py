@@ -159,13 +159,18 @@ def _row_pass_at(row, row_max, row_at, out, PW, kernel_w, stride_w, first):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _three_rows(hs, n):
+    """Offsets of rows hs, hs + 1, hs + 2 of a scratch with n columns."""
+    r0 = _U(hs) * n
+    return r0, r0 + n, r0 + n + n
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _col_pass(row_max, tf, t, PW, hs, he):
     """tf[t + q] = the first maximum of row_max rows hs..he-1 at column q."""
     n = _U(PW)
     if he - hs == 3:
-        r0 = _U(hs) * n
-        r1 = r0 + n
-        r2 = r1 + n
+        r0, r1, r2 = _three_rows(hs, n)
         for q in range(n):
             m = _LOWEST
             v = row_max[r0 + q]
@@ -191,9 +196,7 @@ def _col_pass_at(row_max, row_at, tf, mf, col_at, t, PW, hs, he):
     """_col_pass, also writing the winner's plane index to mf (col_at: PW scratch)."""
     n = _U(PW)
     if he - hs == 3:
-        r0 = _U(hs) * n
-        r1 = r0 + n
-        r2 = r1 + n
+        r0, r1, r2 = _three_rows(hs, n)
         for q in range(n):
             m = _LOWEST
             at = np.int32(-1)
