@@ -53,7 +53,8 @@ def _max_pool_rows(x, top, mask, track, kernel_h, kernel_w, stride_h, stride_w, 
     """MAX pooling in two passes per plane: each input row's window maxima (first maximum
     in the row), then the first maximum over each window's rows.  The winner is the
     row-major first maximum, bit for bit the per-window rule, and both passes run over
-    unit-stride output rows that the compiler vectorises (5-12x the per-window loop).
+    unit-stride output rows that the compiler vectorises (2-7x the per-window loop with
+    the mask, 4-12x without; docs/performance.md).
 
     Rows are copied into a scratch row padded with -FLT_MAX, which never wins (as
     Caffe's strict comparison from -FLT_MAX), so padded and clipped windows need no

@@ -45,7 +45,6 @@ class _Pool2d:
         self.kernel, self.stride = kernel, stride
         self.mask = np.zeros(0, np.float32)
         self.rand = np.zeros(0, np.float32)
-        self.mask_stale = False     # MAX ran without its argmax; backward recomputes it
 
     def buffers(self, top_shape):
         count = int(np.prod(top_shape))
@@ -57,8 +56,7 @@ class _Pool2d:
     def forward(self, x, top, rng, mask=None):
         """top: (N, C, PH, PW); ``mask``: where MAX writes its argmax (default: own buffer)."""
         if self.method == MAX:
-            self.mask_stale = mask is None and not self.train
-            if self.mask_stale:
+            if mask is None and not self.train:     # nothing reads a TEST argmax
                 K.max_pool_values(x, top, *self.geo)
             else:
                 if mask is None:
@@ -83,9 +81,8 @@ class _Pool2d:
         else:
             if mask is None:
                 mask = self.mask[: dtop.size].reshape(dtop.shape)
-                if self.method == MAX and self.mask_stale:
+                if self.method == MAX and not self.train:     # forward wrote none
                     K.max_pool_forward(x, np.empty_like(dtop), mask, *self.geo)
-                    self.mask_stale = False
             K.mask_pool_backward(dtop, mask, dx, zero_first)
 
 
@@ -98,9 +95,9 @@ class Pooling(Layer):
     the window clipped to the padded image.  MAX may have a second top, the argmax of
     each window as a float index h * W + w into its plane; in TEST a single-top MAX
     skips the argmax, and a backward (a saliency map through a deploy net) computes it
-    from the bottom first.  STOCHASTIC samples in TRAIN
-    (probability proportional to the activation) and takes the probability-weighted
-    average in TEST; its TEST backward is the derivative of that average.
+    from the bottom first.  STOCHASTIC samples in TRAIN (probability proportional to
+    the activation) and takes the probability-weighted average in TEST; its TEST
+    backward is the derivative of that average.
     """
 
     exact_num_bottom_blobs = 1
