@@ -9,11 +9,11 @@ without ``optimize_for_inference``); PyTorch runs the prototxt through a small i
 (`TorchNet`) with the caffemodel's weights.  The frameworks take turns for `--rounds` rounds
 (this machine's speed drifts by 20-40% between minutes, so one process each compares moments,
 not frameworks).  The table gives each framework's median over the rounds, netdef's ratio to
-the faster peer (the median of the rounds' ratios, with their range; above 1: netdef is
-slower) and how far each peer's output is from netdef's (a check that all three computed the
-same net); a second table gives each worker
-process's peak resident memory (VmHWM): over the whole run, while loading the net, and
-during the forwards alone (the peak count restarted after the load where Linux allows).
+the faster peer (the median of the rounds' ratios, with their range; above 1: netdef is slower)
+and how far each peer's output is from netdef's (a check that all three computed the same net);
+a second table gives each worker process's peak resident memory (VmHWM): over the whole run,
+while loading the net, and during the forwards alone (the peak count restarted after the load
+where Linux allows).
 
     python benchmarks/bench_inference.py [--runs 10] [--warmup 3] [--rounds 3] [--threads N]
                                          [--only lenet]

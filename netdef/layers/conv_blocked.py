@@ -55,11 +55,11 @@ class BlockedRoute:
         if (self.stride == (1, 1) and self.dilation == (1, 1) and min(back_pad) >= 0
                 and self.c_image // self.group >= DGRAD_MIN_CHANNELS
                 and self.p_image <= DGRAD_MAX_GROWTH * self.p_col):
+            # the layer's own column-ops class (conv.py's, which imports this module)
             self.dgrad_ops = type(self.ops)(self.kernel, (1, 1), back_pad, (1, 1),
                                             col_spatial, image_spatial)
             self.dgrad_block = max(1, min(self.num, BLOCK_FLOATS // max(
                 self.c_col * self.kernel_count * self.p_image, 1)))
-
 
     def _chunk_queue(self, block):
         """(number of workers, an iterator over the chunks' (first, stop) image ranges
