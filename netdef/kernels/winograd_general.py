@@ -1,0 +1,426 @@
+"""Winograd F(m x m, r x r) for any output tile m and odd or even kernel r: a stride-1 r x r
+convolution with (m + r - 1)^2 multiplies per m x m output tile instead of m^2 r^2
+(Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks").  F(4x4, 5x5)
+multiplies 6.25x less than the direct convolution.
+
+With A = m + r - 1, the transforms are small matrices built from A - 1 interpolation
+points and the point at infinity (``transforms``):
+
+    U[e, k, c] = (G w[k, c] G^T)[e]        weights, (A*A, K, C)
+    V[e, c, t] = (B^T d[c, t] B)[e]         A x A input tiles d (stride m), (A*A, C, T)
+    M[e]       = U[e] @ V[e]                 np.matmul, (A*A, K, T)
+    y[tile]    = A^T M[:, k, t] A (+ bias)   m x m outputs per tile
+
+with T = N * tiles_h * tiles_w, in chunks of images whose tiles are ordered (tile row,
+tile column, image) (``chunk_order``).  Each transform is separable (rows, then columns),
+and with the images innermost its loops run over unit-stride runs of (tile, image) that
+the compiler vectorises, even for small images.
+The data gradient of a convolution is this same product with the filters rotated by 180
+degrees and their in/out channels swapped, padding r - 1 - pad (winograd.flip_filters).
+"""
+
+from fractions import Fraction
+
+import numpy as np
+from numba import njit, prange
+
+_U = np.uint64
+
+# Interpolation points per tile side A (A - 1 finite points; infinity is the last).  Small
+# magnitudes and reciprocal pairs keep float32 round-off near the direct convolution's:
+# F(4x4, 5x5) on unit-variance data measured 3e-6 of the output's magnitude.
+POINTS = {
+    4: (0, 1, -1),
+    6: (0, 1, -1, 2, -2),
+    7: (0, 1, -1, 2, -2, Fraction(1, 2)),
+    8: (0, 1, -1, 2, -2, Fraction(1, 2), Fraction(-1, 2)),
+}
+
+# Floats of scratch per transform task: a chunk of images as large as fits (the longer
+# the (tile, image) runs, the better the loops vectorise -- CIFAR10-quick's conv2 input
+# transform took 5.6 ms in chunks of 16 images, 2.6 ms in one chunk of 100).
+SCRATCH_FLOATS = 1 << 17
+
+# Floats added to each of the A*A rows of V and M so rows are not a multiple of 4 KiB
+# apart (the output transform reads A rows at once; see winograd.ROW_PAD).
+ROW_PAD = 16
+
+
+def transforms(m, r):
+    """(A^T, G, B^T) of F(m, r) as float32 (m x A, A x r, A x A), exact rationals rounded once.
+
+    A^T evaluates the product polynomial at the points, G evaluates the kernel polynomial
+    (scaled by the Lagrange denominators), and B^T is the unique matrix that makes
+    A^T [(G g) * (B^T d)] the correlation of d with g for every d and g (solved exactly).
+    """
+    a = m + r - 1
+    if a not in POINTS:
+        raise ValueError(f"no interpolation points for F({m}, {r}) (tile side {a})")
+    pts = [Fraction(p) for p in POINTS[a]]
+    at = [[p ** i for p in pts] + [Fraction(int(i == m - 1))] for i in range(m)]
+    g = []
+    for p in pts:
+        denom = Fraction(1)
+        for q in pts:
+            if q != p:
+                denom *= p - q
+        g.append([p ** k / denom for k in range(r)])
+    g.append([Fraction(int(k == r - 1)) for k in range(r)])
+    bt = [[None] * a for _ in range(a)]
+    for col in range(a):
+        coeffs = _solve([[at[i][j] * g[j][k] for j in range(a)]
+                         for i in range(m) for k in range(r)],
+                        [Fraction(int(col == i + k)) for i in range(m) for k in range(r)])
+        for j in range(a):
+            bt[j][col] = coeffs[j]
+    as32 = lambda rows: np.array([[float(v) for v in row] for row in rows], np.float32)  # noqa: E731
+    return as32(at), as32(g), as32(bt)
+
+
+def _solve(rows, rhs):
+    """The exact solution x of rows @ x = rhs (consistent, full column rank), by Gauss-Jordan
+    elimination over the rationals."""
+    n = len(rows[0])
+    aug = [list(r) + [v] for r, v in zip(rows, rhs, strict=True)]
+    pivot_rows = []
+    for col in range(n):
+        p = next(i for i in range(len(aug)) if i not in pivot_rows and aug[i][col] != 0)
+        pivot_rows.append(p)
+        aug[p] = [v / aug[p][col] for v in aug[p]]
+        for i in range(len(aug)):
+            if i != p and aug[i][col] != 0:
+                f = aug[i][col]
+                aug[i] = [v - f * w for v, w in zip(aug[i], aug[p], strict=True)]
+    if any(aug[i][n] != 0 for i in range(len(aug)) if i not in pivot_rows):
+        raise ArithmeticError("inconsistent Winograd system")
+    return [aug[p][n] for p in pivot_rows]
+
+
+def tiles(out_h, out_w, m):
+    """Tiles per output row and column."""
+    return (out_h + m - 1) // m, (out_w + m - 1) // m
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def transform_filters(w, g, u):
+    """u[a*A + b, k, c] = (G w[k, c] G^T)[a, b]; w: (K, C, r, r); g: (A, r); u: (A*A, K, C)."""
+    K, C, r = w.shape[0], w.shape[1], w.shape[2]
+    a_ = g.shape[0]
+    wf = w.reshape(-1)
+    uf = u.reshape(-1)
+    gf = g.reshape(-1)
+    rr = _U(r)
+    plane = _U(K * C)
+    for k in prange(K):
+        t = np.empty(a_ * r, np.float32)
+        for c in range(_U(C)):
+            src = (_U(k) * _U(C) + c) * rr * rr
+            for a in range(_U(a_)):             # t = G w
+                for j in range(rr):
+                    s = np.float32(0.0)
+                    for i in range(rr):
+                        s += gf[a * rr + i] * wf[src + i * rr + j]
+                    t[a * rr + j] = s
+            dst = _U(k) * _U(C) + c
+            for a in range(_U(a_)):             # (G w) G^T
+                for b in range(_U(a_)):
+                    s = np.float32(0.0)
+                    for j in range(rr):
+                        s += t[a * rr + j] * gf[b * rr + j]
+                    uf[(a * _U(a_) + b) * plane + dst] = s
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _combine(coef, src, src_off, step, dst, dst_off, n):
+    """dst[dst_off:+n] = sum_j coef[j] * src[src_off + j*step:+n], zero coefficients skipped
+    (flat arrays, unsigned offsets: numba then emits no negative-index test, and the
+    loops vectorise)."""
+    first = True
+    for j in range(_U(coef.size)):
+        f = coef[j]
+        if f == 0.0:
+            continue
+        s0 = src_off + j * step
+        if first:
+            for t in range(n):
+                dst[dst_off + t] = f * src[s0 + t]
+            first = False
+        else:
+            for t in range(n):
+                dst[dst_off + t] += f * src[s0 + t]
+    if first:
+        for t in range(n):
+            dst[dst_off + t] = 0.0
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def transform_input(x, v, bt, m, pad_h, pad_w, tiles_h, tiles_w, chunk):
+    """v[a*A + b, c*T + t] = (B^T d B)[a, b], d the A x A input tile t of channel c (zero
+    outside x).  x: (N, C, H, W); v: (A*A, >= C*T); tile order in ``chunk_order``.
+
+    One parallel task per channel and chunk of images.  The chunk's planes are first
+    copied into a zero-bordered scratch with the images innermost, (h, w, n); B^T then
+    runs along every padded row once (tiles overlap, so a tile row would repeat it) and
+    down the tiles' columns, both over unit-stride runs of (tile column, image).
+    """
+    N, C, H, W = x.shape
+    a_ = bt.shape[0]
+    aa, mu = _U(a_), _U(m)
+    per_image = tiles_h * tiles_w
+    T = N * per_image
+    hp = _U((tiles_h - 1) * m + a_)
+    wp = _U((tiles_w - 1) * m + a_)
+    n_chunks = (N + chunk - 1) // chunk
+    xf = x.reshape(-1)
+    vf = v.reshape(-1)
+    row_v = _U(v.shape[1])
+    for task in prange(C * n_chunks):
+        c = task // n_chunks
+        n0 = (task - c * n_chunks) * chunk
+        nc = _U(min(N, n0 + chunk) - n0)
+        run = _U(tiles_w) * nc                 # one (tile column, image) run
+        xs = np.zeros(hp * wp * nc, np.float32)
+        for n in range(nc):
+            src = _U((n0 * C + c) * H * W) + n * _U(C * H * W)
+            for h in range(_U(H)):
+                dst = ((h + _U(pad_h)) * wp + _U(pad_w)) * nc + n
+                for q in range(_U(W)):
+                    xs[dst + q * nc] = xf[src + h * _U(W) + q]
+        rows = np.empty(hp * aa * run, np.float32)      # (h, b, tile column, image)
+        for h in range(hp):
+            for b in range(aa):
+                _row_transform(bt[b], xs, h * wp * nc, mu * nc, nc, rows, (h * aa + b) * run,
+                               _U(tiles_w))
+        t0 = _U(c * T + n0 * per_image)
+        for a in range(aa):
+            for b in range(aa):
+                for th in range(_U(tiles_h)):
+                    _combine(bt[a], rows, (th * mu * aa + b) * run, aa * run, vf,
+                             (a * aa + b) * row_v + t0 + th * run, run)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _row_transform(coef, xs, src0, tile_step, nc, dst, dst0, tiles_w):
+    """dst[dst0 + tw*nc + n] = sum_j coef[j] * xs[src0 + j*nc + tw*tile_step + n]."""
+    first = True
+    for j in range(_U(coef.size)):
+        f = coef[j]
+        if f == 0.0:
+            continue
+        for tw in range(tiles_w):
+            s0 = src0 + j * nc + tw * tile_step
+            d0 = dst0 + tw * nc
+            if first:
+                for n in range(nc):
+                    dst[d0 + n] = f * xs[s0 + n]
+            else:
+                for n in range(nc):
+                    dst[d0 + n] += f * xs[s0 + n]
+        first = False
+    if first:
+        for t in range(tiles_w * nc):
+            dst[dst0 + t] = 0.0
+
+
+def chunk_order(n, tiles_h, tiles_w, chunk):
+    """Where image n's tile (th, tw) sits among the T columns of V and M: chunks of
+    ``chunk`` images in order, and inside a chunk of nc images (th, tw, image)."""
+    def column(i, th, tw):
+        n0 = i // chunk * chunk
+        nc = min(n, n0 + chunk) - n0
+        return n0 * tiles_h * tiles_w + (th * tiles_w + tw) * nc + (i - n0)
+    return column
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def transform_output(mm, y, at, bias, tiles_h, tiles_w, chunk, relu, slope):
+    """y[n, k, th*m + i, tw*m + j] = act((A^T M[:, k, t] A)[i, j] + bias[k]) (cropped to y);
+    act: a fused (leaky) ReLU max(z, 0) + slope * min(z, 0) when ``relu``.  mm: (A*A,
+    >= K*T) in transform_input's tile order; y: (N, K, OH, OW); bias: (K,) or empty."""
+    N, K, OH, OW = y.shape
+    m, a_ = at.shape
+    aa, mu = _U(a_), _U(m)
+    per_image = tiles_h * tiles_w
+    T = N * per_image
+    with_bias = bias.size > 0
+    sl = np.float32(slope)
+    zero = np.float32(0.0)
+    n_chunks = (N + chunk - 1) // chunk
+    mf = mm.reshape(-1)
+    yf = y.reshape(-1)
+    row_m = _U(mm.shape[1])
+    for task in prange(K * n_chunks):
+        k = task // n_chunks
+        n0 = (task - k * n_chunks) * chunk
+        nc = _U(min(N, n0 + chunk) - n0)
+        cnt = _U(per_image) * nc
+        b = bias[k] if with_bias else zero
+        t0 = _U(k * T + n0 * per_image)
+        rows = np.empty(m * a_ * cnt, np.float32)
+        for i in range(mu):                    # A^T down each column: rows[i*A + col]
+            for col in range(aa):
+                _combine(at[i], mf, col * row_m + t0, aa * row_m, rows, (i * aa + col) * cnt,
+                         cnt)
+        out = np.empty(m * m * cnt, np.float32)
+        for i in range(mu):                    # ... then along each row
+            for j in range(mu):
+                _combine(at[j], rows, i * aa * cnt, cnt, out, (i * mu + j) * cnt, cnt)
+        for n in range(nc):
+            plane = (_U(n0) + n) * _U(K * OH * OW) + _U(k * OH * OW)
+            for th in range(_U(tiles_h)):
+                for i in range(mu):
+                    oh = th * mu + i
+                    if oh >= OH:
+                        break
+                    dst = plane + oh * _U(OW)
+                    for tw in range(_U(tiles_w)):
+                        src = (i * mu) * cnt + (th * _U(tiles_w) + tw) * nc + n
+                        for j in range(mu):
+                            ow = tw * mu + j
+                            if ow < OW:
+                                z = out[src + j * cnt] + b
+                                if relu:
+                                    z = max(z, zero) + sl * min(z, zero)
+                                yf[dst + ow] = z
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def transform_top_grad(dy, dm, at_t, tiles_h, tiles_w, chunk, bias_sums):
+    """The output transform's adjoint: dm[a*A + b, k*T + t] = (A dy_tile A^T)[a, b], dy_tile
+    the m x m top-gradient tile t of channel k (zero past the image), in transform_input's
+    tile order; bias_sums[k, chunk] = the chunk's sum of dy[:, k] (when it has columns).
+    dy: (N, K, OH, OW); dm: (A*A, >= K*T); at_t: A (A x m), contiguous."""
+    N, K, OH, OW = dy.shape
+    a_, m = at_t.shape
+    aa, mu = _U(a_), _U(m)
+    per_image = tiles_h * tiles_w
+    T = N * per_image
+    n_chunks = (N + chunk - 1) // chunk
+    want_bias = bias_sums.shape[1] > 0
+    yf = dy.reshape(-1)
+    df = dm.reshape(-1)
+    row_m = _U(dm.shape[1])
+    for task in prange(K * n_chunks):
+        k = task // n_chunks
+        q = task - k * n_chunks
+        n0 = q * chunk
+        nc = _U(min(N, n0 + chunk) - n0)
+        cnt = _U(per_image) * nc
+        g = np.zeros(m * m * cnt, np.float32)     # tile pixels past the image stay zero
+        total = 0.0
+        for n in range(nc):
+            plane = (_U(n0) + n) * _U(K * OH * OW) + _U(k * OH * OW)
+            for th in range(_U(tiles_h)):
+                for i in range(mu):
+                    oh = th * mu + i
+                    if oh >= OH:
+                        break
+                    src = plane + oh * _U(OW)
+                    for tw in range(_U(tiles_w)):
+                        dst = (i * mu) * cnt + (th * _U(tiles_w) + tw) * nc + n
+                        for j in range(mu):
+                            ow = tw * mu + j
+                            if ow < OW:
+                                z = yf[src + ow]
+                                g[dst + j * cnt] = z
+                                total += z
+        if want_bias:
+            bias_sums[k, q] = total
+        rows = np.empty(m * a_ * cnt, np.float32)       # (i, b): A along each row
+        for i in range(mu):
+            for b in range(aa):
+                _combine(at_t[b], g, i * mu * cnt, cnt, rows, (i * aa + b) * cnt, cnt)
+        t0 = _U(k * T + n0 * per_image)
+        for a in range(aa):                              # ... then down each column
+            for b in range(aa):
+                _combine(at_t[a], rows, b * cnt, aa * cnt, df, (a * aa + b) * row_m + t0, cnt)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def transform_filters_grad(du, g, dw):
+    """The filter transform's adjoint, accumulated: dw[k, c] += G^T du[:, k, c] G, with du
+    (A*A, K, C) reshaped to A x A per (k, c); g: (A, r); dw: (K, C, r, r)."""
+    K, C, r = dw.shape[0], dw.shape[1], dw.shape[2]
+    a_ = g.shape[0]
+    aa, rr = _U(a_), _U(r)
+    uf = du.reshape(-1)
+    wf = dw.reshape(-1)
+    gf = g.reshape(-1)
+    plane = _U(K * C)
+    for k in prange(K):
+        t = np.empty(a_ * r, np.float32)
+        for c in range(_U(C)):
+            src = _U(k) * _U(C) + c
+            for a in range(aa):                 # t = du G
+                for j in range(rr):
+                    s = np.float32(0.0)
+                    for b in range(aa):
+                        s += uf[(a * aa + b) * plane + src] * gf[b * rr + j]
+                    t[a * rr + j] = s
+            dst = src * rr * rr
+            for i in range(rr):                 # G^T (du G)
+                for j in range(rr):
+                    s = np.float32(0.0)
+                    for a in range(aa):
+                        s += gf[a * rr + i] * t[a * rr + j]
+                    wf[dst + i * rr + j] += s
+
+
+class Workspace:
+    """Transforms and buffers of F(m, r) for one input shape, reused across calls."""
+
+    def __init__(self, m, r, num, channels, num_output, out_h, out_w):
+        self.m, self.r = m, r
+        self.at, self.g, self.bt = transforms(m, r)
+        self.at_t = np.ascontiguousarray(self.at.T)
+        self.tiles_h, self.tiles_w = tiles(out_h, out_w, m)
+        per_image = self.tiles_h * self.tiles_w
+        a = m + r - 1
+        a2 = a * a
+        side_h, side_w = (self.tiles_h - 1) * m + a, (self.tiles_w - 1) * m + a
+        per_image_scratch = max(side_h * (side_w + a * self.tiles_w), (m + a) * m * per_image)
+        self.chunk = max(1, min(num, SCRATCH_FLOATS // per_image_scratch))
+        count = num * per_image
+        self.u = np.empty((a2, num_output, channels), np.float32)
+        self.v_rows = np.empty((a2, channels * count + ROW_PAD), np.float32)
+        self.m_rows = np.empty((a2, num_output * count + ROW_PAD), np.float32)
+        self.v = self.v_rows[:, :channels * count].reshape(a2, channels, count)
+        self.m_ = self.m_rows[:, :num_output * count].reshape(a2, num_output, count)
+        self.du = None          # the weight gradient's (A*A, K, C), at its first use
+
+
+def convolve(x, w, bias, y, pad_h, pad_w, work, filters_ready=False, relu_slope=None):
+    """y = conv(x, w) + bias, stride 1, via F(m, r) as ``work`` holds it.
+
+    x: (N, C, H, W); w: (K, C, r, r); y: (N, K, OH, OW); bias: (K,) or empty.
+    ``filters_ready``: ``work.u`` already holds the transformed ``w``; ``relu_slope``:
+    not None fuses a (leaky) ReLU of that slope into the output transform.
+    """
+    if not filters_ready:
+        transform_filters(w, work.g, work.u)
+    transform_bottom(x, pad_h, pad_w, work)
+    np.matmul(work.u, work.v, out=work.m_)
+    transform_output(work.m_rows, y, work.at, bias, work.tiles_h, work.tiles_w, work.chunk,
+                     relu_slope is not None, float(relu_slope or 0.0))
+
+
+def transform_bottom(x, pad_h, pad_w, work):
+    """work.v = the input transform of x (what ``weight_gradient`` multiplies by)."""
+    transform_input(x, work.v_rows, work.bt, work.m, pad_h, pad_w, work.tiles_h,
+                    work.tiles_w, work.chunk)
+
+
+def weight_gradient(dy, work, dw, bias_diff):
+    """dw += dL/dw and bias_diff += dL/db (when it has entries) for the top gradient dy of
+    the product whose input transform ``work.v`` holds: dU[e] = dM[e] @ V[e]^T, with dM
+    the output transform's adjoint of dy (in M's buffer), then dw += G^T dU G."""
+    n_chunks = -(-dy.shape[0] // work.chunk)
+    sums = np.zeros((dy.shape[1], n_chunks if bias_diff.size else 0), np.float64)
+    transform_top_grad(dy, work.m_rows, work.at_t, work.tiles_h, work.tiles_w, work.chunk,
+                       sums)
+    if work.du is None:
+        work.du = np.empty((work.m_.shape[0], dw.shape[0], dw.shape[1]), np.float32)
+    np.matmul(work.m_, work.v.transpose(0, 2, 1), out=work.du)
+    transform_filters_grad(work.du, work.g, dw)
+    if bias_diff.size:
+        bias_diff += sums.sum(axis=1).astype(np.float32)

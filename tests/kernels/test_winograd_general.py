@@ -1,0 +1,120 @@
+"""Winograd F(m x m, r x r) (kernels/winograd_general.py): its transform matrices, the
+forward (fused ReLU included), and the weight gradient, against float64 direct sums."""
+
+import numpy as np
+import pytest
+
+from netdef.kernels import winograd as WG
+from netdef.kernels import winograd_general as WGG
+
+# (m, r) for every tile side with interpolation points
+SIZES = [(2, 3), (4, 3), (2, 5), (3, 5), (4, 5), (2, 6)]
+
+
+def correlate(x, w, pad):
+    """float64 y[n, k] = sum_c x[n, c] (zero-padded) correlated with w[k, c]."""
+    r = w.shape[-1]
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pad[0], pad[0]), (pad[1], pad[1])))
+    OH, OW = xp.shape[2] - r + 1, xp.shape[3] - r + 1
+    y = np.zeros((x.shape[0], w.shape[0], OH, OW))
+    for i in range(r):
+        for j in range(r):
+            y += np.einsum("nchw,kc->nkhw", xp[:, :, i:i + OH, j:j + OW], w[:, :, i, j])
+    return y
+
+
+@pytest.mark.parametrize("m,r", SIZES)
+def test_transforms_compute_a_correlation_exactly(m, r):
+    """A^T [(G g) * (B^T d)] = the correlation of d with g, for unit d and g (so for all),
+    up to the float32 rounding of entries such as 1/6."""
+    at, g, bt = (t.astype(np.float64) for t in WGG.transforms(m, r))
+    a = m + r - 1
+    assert at.shape == (m, a) and g.shape == (a, r) and bt.shape == (a, a)
+    for k in range(r):
+        for l in range(a):
+            got = at @ ((g @ np.eye(r)[k]) * (bt @ np.eye(a)[l]))
+            want = [float(l == i + k) for i in range(m)]
+            np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_unknown_tile_side_is_refused():
+    with pytest.raises(ValueError, match="F\\(9, 9\\)"):
+        WGG.transforms(9, 9)
+
+
+CASES = [  # (N, C, H, W), K, r, m, pad, chunk images (None: the workspace's own)
+    ((2, 3, 7, 9), 4, 5, 4, (2, 2), None),
+    ((3, 2, 5, 6), 3, 5, 4, (0, 0), 2),
+    ((5, 1, 6, 5), 2, 5, 4, (4, 1), 2),
+    ((2, 4, 9, 8), 3, 5, 3, (3, 3), 1),
+    ((3, 2, 7, 9), 4, 3, 4, (1, 1), 2),
+    ((1, 2, 4, 4), 2, 3, 2, (2, 0), None),
+]
+
+
+def workspace(shape, K, r, m, pad, chunk):
+    out = (shape[2] + 2 * pad[0] - r + 1, shape[3] + 2 * pad[1] - r + 1)
+    work = WGG.Workspace(m, r, shape[0], shape[1], K, *out)
+    if chunk:
+        work.chunk = chunk
+    return work, out
+
+
+@pytest.mark.parametrize("shape,K,r,m,pad,chunk", CASES)
+def test_convolve_matches_direct(shape, K, r, m, pad, chunk):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape).astype(np.float32)
+    w = (rng.standard_normal((K, shape[1], r, r)) / r).astype(np.float32)
+    bias = rng.standard_normal(K).astype(np.float32)
+    work, out = workspace(shape, K, r, m, pad, chunk)
+    want = correlate(x, w, pad) + bias.reshape(1, -1, 1, 1)
+    y = np.full((shape[0], K) + out, np.nan, np.float32)
+    WGG.convolve(x, w, bias, y, *pad, work)
+    np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4)
+    WGG.convolve(x, w, bias, y, *pad, work, relu_slope=0.25)
+    np.testing.assert_allclose(y, np.maximum(want, 0) + 0.25 * np.minimum(want, 0),
+                               rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape,K,r,m,pad,chunk", CASES)
+def test_weight_gradient_accumulates_the_exact_gradient(shape, K, r, m, pad, chunk):
+    """dw += sum over images and positions of dy * the bottom window (and the bias diff
+    += sum of dy), from the input transform the forward left behind."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(shape).astype(np.float32)
+    work, out = workspace(shape, K, r, m, pad, chunk)
+    dy = rng.standard_normal((shape[0], K) + out).astype(np.float32)
+    WGG.transform_bottom(x, *pad, work)
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pad[0], pad[0]), (pad[1], pad[1])))
+    want = np.ones((K, shape[1], r, r))
+    for i in range(r):
+        for j in range(r):
+            want[:, :, i, j] += np.einsum("nkhw,nchw->kc", dy,
+                                          xp[:, :, i:i + out[0], j:j + out[1]])
+    dw = np.ones((K, shape[1], r, r), np.float32)
+    db = np.ones(K, np.float32)
+    WGG.weight_gradient(dy, work, dw, db)
+    np.testing.assert_allclose(dw, want, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(db, 1 + dy.sum(axis=(0, 2, 3), dtype=np.float64), rtol=1e-5)
+    WGG.weight_gradient(dy, work, dw, np.zeros(0, np.float32))     # no bias: dw only
+    np.testing.assert_allclose(dw, 2 * want - 1, rtol=1e-4, atol=1e-4)
+
+
+def test_data_gradient_is_forward_with_flipped_filters():
+    """dx = conv(dy, flip(w), pad r - 1 - pad) for a stride-1 5x5 convolution."""
+    rng = np.random.default_rng(2)
+    x_shape, pad, r = (2, 3, 6, 7), (2, 1), 5
+    w = rng.standard_normal((4, 3, r, r)).astype(np.float32)
+    out = (x_shape[2] + 2 * pad[0] - r + 1, x_shape[3] + 2 * pad[1] - r + 1)
+    dy = rng.standard_normal((2, 4) + out).astype(np.float32)
+    # the adjoint, from the definition: <conv(x), dy> = <x, dx> for every x
+    dxp = np.zeros((2, 3, x_shape[2] + 2 * pad[0], x_shape[3] + 2 * pad[1]))
+    for i in range(r):
+        for j in range(r):
+            dxp[:, :, i:i + out[0], j:j + out[1]] += np.einsum("nkhw,kc->nchw", dy, w[:, :, i, j])
+    want = dxp[:, :, pad[0]:pad[0] + x_shape[2], pad[1]:pad[1] + x_shape[3]]
+    dx = np.empty(x_shape, np.float32)
+    work = WGG.Workspace(4, r, 2, 4, 3, *x_shape[2:])
+    WGG.convolve(dy, WG.flip_filters(w), np.zeros(0, np.float32), dx, r - 1 - pad[0],
+                 r - 1 - pad[1], work)
+    np.testing.assert_allclose(dx, want, rtol=1e-4, atol=1e-4)
