@@ -198,7 +198,8 @@ def _output_tile_row(mf, buf, t0, plane_m, tiles_w, wp, b):
 
 
 def flip_filters(w):
-    """The filters of a convolution's data gradient: (C, K, 3, 3), rotated 180 degrees."""
+    """The filters of a convolution's data gradient: (C, K, r, r), rotated 180 degrees
+    (any square kernel; the general Winograd route uses it too)."""
     return np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
 
 

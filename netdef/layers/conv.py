@@ -30,8 +30,9 @@ kernel - 1 - pad, correlated with the rotated filters, in/out channels swapped -
 with reduction Cout * kernel instead of a reduction-Cout GEMM that writes a huge column
 matrix for col2im to read back.  Other layers' data gradients take the gemm route's way.
 
-``winograd`` -- F(2x2, 3x3) (kernels/winograd.py) for ungrouped 3x3 stride-1 undilated
-2-D layers: forward and data gradient; the weight gradient is the blocked route's.
+``winograd`` -- for ungrouped stride-1 undilated 2-D layers with 3x3 kernels, F(2x2, 3x3)
+(kernels/winograd.py), and with 5x5 kernels, F(4x4, 5x5) (kernels/winograd_general.py):
+forward and data gradient; the weight gradient is the blocked route's.
 
 Choosing (``auto``): a TEST-phase layer times each applicable route's forward once per
 layer shape and process and keeps the fastest; a TRAIN-phase layer starts on
@@ -60,12 +61,19 @@ from ..fillers import fill
 from ..kernels import conv as K
 from ..kernels import conv_blocked as KB
 from ..kernels import winograd as WG
+from ..kernels import winograd_general as WGG
 from ..layer import Layer, register
 from .conv_blocked import NO_BIAS, BlockedRoute
 from .shape import canonical_axis
 
 # Largest column matrix (in floats, 128 MB) built at once; bigger batches go in chunks.
 COL_BUFFER_LIMIT = 1 << 25
+
+# The Winograd variant per square kernel side: None, the hand-written F(2x2, 3x3); m, the
+# general F(m x m, r x r).  (The general F(2x2, 3x3) and F(4x4, 3x3) measured slower than
+# the hand-written one at CaffeNet's conv3 and at batch 1, where the general kernels'
+# runs over (tile, image) are short.)
+WINOGRAD_TILE = {3: None, 5: 4}
 
 # auto mode considers the blocked route only up to this many outputs per group
 BLOCKED_MAX_OUTPUTS = 128
@@ -272,9 +280,11 @@ class _ConvolutionBase(BlockedRoute, Layer):
             if self.bias_term:
                 fill(self.new_param_blob((self.num_output,)).data, p.bias_filler, self.rng)
         self.param_propagate_down = [True] * len(self.blobs)
-        self.winograd_ok = (not self.transposed and self.kernel == (3, 3)
-                            and self.stride == (1, 1) and self.dilation == (1, 1)
-                            and self.group == 1 and max(self.pad) <= 2)
+        side = self.kernel[0] if len(set(self.kernel)) == 1 else 0
+        self.winograd_ok = (not self.transposed and side in WINOGRAD_TILE
+                            and len(self.kernel) == 2 and self.stride == (1, 1)
+                            and self.dilation == (1, 1) and self.group == 1
+                            and max(self.pad) <= side - 1)
         self._col = np.zeros(0, np.float32)
         self._cs = np.zeros(0, np.float32)
         self._part_buffers = {}
@@ -312,7 +322,7 @@ class _ConvolutionBase(BlockedRoute, Layer):
         self._geometry_key = (self.num, in_spatial)
         self.algo = None            # chosen at the first forward of this shape
         self._train_choice_made = False     # ... and re-chosen at its first backward
-        self._wg_fwd = self._wg_bwd = None
+        self._wg_fwd = self._wg_bwd = self._wg_holds = None
         self.ops = _ColumnOps(self.kernel, self.stride, self.pad, self.dilation,
                               image_spatial, col_spatial)
         self._setup_blocked(image_spatial, col_spatial)
@@ -507,22 +517,51 @@ class Convolution(_ConvolutionBase):
         arr = blob.diff if diff else blob.data
         return arr.reshape((self.num, channels) + blob.shape[self.channel_axis + 1:])
 
+    def _winograd_workspace(self, channels, num_output, out_spatial):
+        """Buffers (and transforms) of this layer's Winograd variant for one product."""
+        m = WINOGRAD_TILE[self.kernel[0]]
+        if m is None:
+            return WG.Workspace(self.num, channels, num_output, *out_spatial)
+        return WGG.Workspace(m, self.kernel[0], self.num, channels, num_output, *out_spatial)
+
+    def _winograd(self, *args, **kwargs):
+        (WG.conv3x3 if WINOGRAD_TILE[self.kernel[0]] is None else WGG.convolve)(*args, **kwargs)
+
+    def _winograd_general(self):
+        return WINOGRAD_TILE[self.kernel[0]] is not None
+
     def _winograd_forward(self, b, t):
         x = self._image_4d(b, self.c_image)
         y = self._image_4d(t, self.c_col)
         if self._wg_fwd is None:
-            self._wg_fwd = WG.Workspace(self.num, self.c_image, self.c_col, *y.shape[2:])
-        WG.conv3x3(x, self.blobs[0].data, self._bias(), y, *self.pad, self._wg_fwd,
-                   relu_slope=self.fused_relu)
+            self._wg_fwd = self._winograd_workspace(self.c_image, self.c_col, y.shape[2:])
+        self._winograd(x, self.blobs[0].data, self._bias(), y, *self.pad, self._wg_fwd,
+                       relu_slope=self.fused_relu)
+        self._wg_holds = b
+
+    def _winograd_weight_gradient(self, t, b, bias_diff, want_w):
+        """F(m, r)'s weight (and bias) gradient, from the input transform the forward left
+        in its workspace (redone when that was another bottom's)."""
+        dy = self._image_4d(t, self.c_col, diff=True)
+        if not want_w:
+            bias_diff += dy.sum(axis=(0, 2, 3), dtype=np.float64).astype(np.float32)
+            return
+        if self._wg_fwd is None or self._wg_holds is not b:
+            self._wg_fwd = self._wg_fwd or self._winograd_workspace(
+                self.c_image, self.c_col, t.shape[self.channel_axis + 1:])
+            WGG.transform_bottom(self._image_4d(b, self.c_image), *self.pad, self._wg_fwd)
+            self._wg_holds = b
+        WGG.weight_gradient(dy, self._wg_fwd, self.blobs[0].diff, bias_diff)
 
     def _winograd_data_gradient(self, t, b):
-        """dbottom = dtop convolved with the flipped, transposed filters, pad 2 - pad."""
+        """dbottom = dtop convolved with the flipped, transposed filters, pad r - 1 - pad."""
         dy = self._image_4d(t, self.c_col, diff=True)
         dx = self._image_4d(b, self.c_image, diff=True)
         if self._wg_bwd is None:
-            self._wg_bwd = WG.Workspace(self.num, self.c_col, self.c_image, *dx.shape[2:])
-        WG.conv3x3(dy, WG.flip_filters(self.blobs[0].data), NO_BIAS, dx,
-                   2 - self.pad[0], 2 - self.pad[1], self._wg_bwd, relu_slope=None)
+            self._wg_bwd = self._winograd_workspace(self.c_col, self.c_image, dx.shape[2:])
+        back_pad = [self.kernel[0] - 1 - p for p in self.pad]
+        self._winograd(dy, WG.flip_filters(self.blobs[0].data), NO_BIAS, dx, *back_pad,
+                       self._wg_bwd, relu_slope=None)
 
     def _candidates(self):
         """The routes that serve this layer; [1] (else [0]) stands in for a forced route
@@ -573,7 +612,7 @@ class Convolution(_ConvolutionBase):
         if algo != "gemm":
             self._col = self._cs = np.zeros(0, np.float32)
         if algo != "winograd":
-            self._wg_fwd = self._wg_bwd = None
+            self._wg_fwd = self._wg_bwd = self._wg_holds = None
         if algo == "gemm":
             self._part_buffers = {}
 
@@ -607,13 +646,19 @@ class Convolution(_ConvolutionBase):
             self._choose_for_training(top, propagate_down, bottom)
         want_w, want_b = self._weight_grad_wanted(), self._bias_grad_wanted()
         bias_diff = self.blobs[1].diff if want_b else NO_BIAS
-        if self.algo in ("blocked", "winograd"):   # Winograd: its weight gradient too
+        if self.algo in ("blocked", "winograd"):
             winograd = self.algo == "winograd"
             for i, (t, b) in enumerate(zip(top, bottom, strict=True)):
+                if winograd and self._winograd_general():
+                    if want_w or want_b:
+                        self._winograd_weight_gradient(t, b, bias_diff, want_w)
+                    if propagate_down[i]:
+                        self._winograd_data_gradient(t, b)
+                    continue
                 if propagate_down[i] and winograd:
                     self._winograd_data_gradient(t, b)
                 want_x = propagate_down[i] and not winograd
-                if want_w or want_b or want_x:
+                if want_w or want_b or want_x:   # F(2x2, 3x3): the blocked weight gradient
                     self._blocked_backward(t, b, bias_diff, want_w, want_x)
             return
         single = self.chunk >= self.num

@@ -20,12 +20,17 @@ VARIANTS = ["gemm", "blocked-pixels", "blocked-channels", "blocked-col2im", "win
 LAYOUTS = {"pixels": (1, 1, 1e9), "channels": (1 << 30, 1, 1e9), "col2im": (1, 1 << 30, 1e9)}
 CONV_GOLDEN = [c for c in base.GOLDEN if c.startswith("conv_")]
 
-# Shapes Winograd serves: 3x3, stride 1, pads 0-2, odd and even sizes, one channel.
+# Shapes Winograd serves: 3x3 (F(2x2, 3x3)) and 5x5 (F(4x4, 5x5)), stride 1, pads 0 to
+# kernel - 1, odd and even sizes, one channel.
 WINOGRAD_CASES = [
     ((2, 3, 5, 5), dict(num_output=2, kernel_size=3, pad=1)),
     ((1, 2, 4, 6), dict(num_output=3, kernel_size=3)),
     ((1, 1, 3, 5), dict(num_output=2, kernel_size=3, pad_h=2, pad_w=1)),
     ((2, 2, 6, 3), dict(num_output=1, kernel_size=3, pad=2, bias_term="false")),
+    ((2, 3, 7, 9), dict(num_output=2, kernel_size=5, pad=2)),
+    ((1, 2, 5, 6), dict(num_output=3, kernel_size=5)),
+    ((1, 1, 5, 7), dict(num_output=2, kernel_size=5, pad_h=4, pad_w=1)),
+    ((3, 2, 6, 5), dict(num_output=1, kernel_size=5, pad=3, bias_term="false")),
 ]
 
 
@@ -80,15 +85,19 @@ def test_winograd_shapes(algo, shape, params):
     top[0].diff[...] = dy
     layer.backward(top, [True], bottom)
     w_t = layer.blobs[0].data[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
-    np.testing.assert_allclose(bottom[0].diff,
-                               base.ref_conv(dy, w_t, None, (1, 1), (2 - pad[0], 2 - pad[1]),
-                                             (1, 1), 1), rtol=1e-4, atol=1e-4)
+    r = params["kernel_size"]
+    back_pad = (r - 1 - pad[0], r - 1 - pad[1])
+    np.testing.assert_allclose(bottom[0].diff, base.ref_conv(dy, w_t, None, (1, 1), back_pad,
+                                                             (1, 1), 1), rtol=1e-4, atol=1e-4)
 
     layer = base.conv_layer(**params)
     bottom, top = blobs(rng.standard_normal(shape)), tops(1)
     layer.layer_setup(bottom, top)
     base.randomize_params(layer)
-    check_gradient(layer, bottom, top, setup=False)
+    # A convolution is linear in its bottom and in its weights, so central differences are
+    # exact for any step; a large one keeps F(4x4, 5x5)'s round-off (~3e-6 of the output)
+    # from swamping them.
+    check_gradient(layer, bottom, top, setup=False, step=1.0)
 
 
 def test_auto_picks_one_and_caches_it(monkeypatch):
@@ -169,3 +178,33 @@ def test_blocked_chunks_match_gemm(layout, params, monkeypatch):
     np.testing.assert_allclose(dx1, dx0, rtol=1e-5, atol=1e-5)
     for a, b in zip(dp1, dp0, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_winograd_5x5_chunks_and_bottoms_match_gemm(monkeypatch):
+    """F(4x4, 5x5) with one image per chunk and two bottom/top pairs (the weight gradient
+    redoes the input transform of the bottom the forward did not end on): the same tops,
+    bottom diffs and accumulated parameter diffs as the whole-batch GEMM."""
+    from netdef.kernels import winograd_general
+    monkeypatch.setattr(winograd_general, "SCRATCH_FLOATS", 1)
+    rng = np.random.default_rng(8)
+    xs = [rng.standard_normal((3, 2, 6, 7)).astype(np.float32) for _ in range(2)]
+    dys = None
+    results = {}
+    for algo in ("gemm", "winograd"):
+        force(algo, monkeypatch)
+        layer = base.conv_layer(num_output=3, kernel_size=5, pad=2)
+        bottom, top = [blobs(x)[0] for x in xs], tops(2)
+        layer.layer_setup(bottom, top)
+        base.randomize_params(layer)
+        layer.forward(bottom, top)
+        dys = dys or [rng.standard_normal(t.shape).astype(np.float32) for t in top]
+        for t, dy in zip(top, dys, strict=True):
+            t.diff[...] = dy
+        for blob in layer.blobs:
+            blob.diff[...] = 1.0
+        layer.backward(top, [True, True], bottom)
+        assert layer.algo == algo
+        results[algo] = [t.data.copy() for t in top] + [b.diff.copy() for b in bottom] + [
+            blob.diff.copy() for blob in layer.blobs]
+    for a, b in zip(results["winograd"], results["gemm"], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
