@@ -208,3 +208,34 @@ def test_winograd_5x5_chunks_and_bottoms_match_gemm(monkeypatch):
             blob.diff.copy() for blob in layer.blobs]
     for a, b in zip(results["winograd"], results["gemm"], strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("kernel", [3, 5])
+def test_test_phase_winograd_transforms_filters_once_per_weights(kernel, monkeypatch):
+    """A TEST net reuses the transformed filters while the weights stay bit for bit the
+    same, and transforms again after they change in place (net surgery)."""
+    from netdef.kernels import winograd, winograd_general
+    force("winograd", monkeypatch)
+    calls = []
+    for module in (winograd, winograd_general):
+        real = module.transform_filters
+        monkeypatch.setattr(module, "transform_filters",
+                            lambda *a, real=real: (calls.append(1), real(*a)))
+    layer = base.conv_layer(num_output=3, kernel_size=kernel, pad=1)
+    layer.phase = 1
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 2, 6, 7)).astype(np.float32)
+    bottom, top = blobs(x), tops(1)
+    layer.layer_setup(bottom, top)
+    base.randomize_params(layer)
+    w, b = layer.blobs[0].data, layer.blobs[1].data
+    for _ in range(3):
+        layer.forward(bottom, top)
+    assert len(calls) == 1
+    np.testing.assert_allclose(top[0].data, base.ref_conv(x, w, b, (1, 1), (1, 1), (1, 1), 1),
+                               rtol=1e-4, atol=1e-4)
+    w[1, 0, 0, 0] += 1.0
+    layer.forward(bottom, top)
+    assert len(calls) == 2
+    np.testing.assert_allclose(top[0].data, base.ref_conv(x, w, b, (1, 1), (1, 1), (1, 1), 1),
+                               rtol=1e-4, atol=1e-4)
