@@ -101,35 +101,6 @@ def tiles(out_h, out_w, m):
     return (out_h + m - 1) // m, (out_w + m - 1) // m
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def transform_filters(w, g, u):
-    """u[a*A + b, k, c] = (G w[k, c] G^T)[a, b]; w: (K, C, r, r); g: (A, r); u: (A*A, K, C)."""
-    K, C, r = w.shape[0], w.shape[1], w.shape[2]
-    a_ = g.shape[0]
-    wf = w.reshape(-1)
-    uf = u.reshape(-1)
-    gf = g.reshape(-1)
-    rr = _U(r)
-    plane = _U(K * C)
-    for k in prange(K):
-        t = np.empty(a_ * r, np.float32)
-        for c in range(_U(C)):
-            src = (_U(k) * _U(C) + c) * rr * rr
-            for a in range(_U(a_)):             # t = G w
-                for j in range(rr):
-                    s = np.float32(0.0)
-                    for i in range(rr):
-                        s += gf[a * rr + i] * wf[src + i * rr + j]
-                    t[a * rr + j] = s
-            dst = _U(k) * _U(C) + c
-            for a in range(_U(a_)):             # (G w) G^T
-                for b in range(_U(a_)):
-                    s = np.float32(0.0)
-                    for j in range(rr):
-                        s += t[a * rr + j] * gf[b * rr + j]
-                    uf[(a * _U(a_) + b) * plane + dst] = s
-
-
 def sparse_plan(coef):
     """A coefficient matrix as (values, column indices, groups): each row's nonzero entries
     in groups of four (the last padded with zero coefficients on the row's first column),
@@ -344,34 +315,57 @@ def transform_top_grad(dy, dm, at_t, m, tiles_h, tiles_w, chunk, bias_sums):
                 _combine(at_t, a, rows, b * cnt, aa * cnt, df, (a * aa + b) * row_m + t0, cnt)
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def transform_filters_grad(du, g, dw):
+@njit(cache=True, nogil=True)
+def transform_filters(w, g, g_t, u):
+    """u[a*A + b, k, c] = (G w[k, c] G^T)[a, b]; w: (K, C, r, r); u: (A*A, K, C); g, g_t: G
+    and G^T as ``sparse_plan``s.  The filters are first turned into r*r rows over (k, c),
+    so both passes run over unit-stride rows of K*C floats.  Serial: at CIFAR10-quick's
+    64 x 32 x 5 x 5 one thread took 0.22 ms, two threads 0.34 ms."""
+    K, C, r = w.shape[0], w.shape[1], w.shape[2]
+    a_ = g[0].shape[0]
+    aa, rr, kc = _U(a_), _U(r), _U(K * C)
+    rows = np.empty(r * r * K * C, np.float32)
+    _filters_to_rows(w.reshape(-1), rows, kc, rr * rr)
+    t = np.empty(a_ * r * K * C, np.float32)
+    for q in range(a_ * r):                    # t[a, j] = (G w)[a, j]
+        a, j = _U(q) // rr, _U(q) % rr
+        _combine(g, a, rows, j * kc, rr * kc, t, (a * rr + j) * kc, kc)
+    uf = u.reshape(-1)
+    for q in range(a_ * a_):                   # u[a, b] = (t G^T)[a, b]
+        a, b = _U(q) // aa, _U(q) % aa
+        _combine(g, b, t, a * rr * kc, kc, uf, (a * aa + b) * kc, kc)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _filters_to_rows(wf, rows, kc, per_filter):
+    """rows[e, kc] = wf[kc, e] (a transpose of the (K*C, r*r) filters)."""
+    for f in range(kc):
+        for e in range(per_filter):
+            rows[e * kc + f] = wf[f * per_filter + e]
+
+
+@njit(cache=True, nogil=True)
+def transform_filters_grad(du, g, g_t, dw):
     """The filter transform's adjoint, accumulated: dw[k, c] += G^T du[:, k, c] G, with du
-    (A*A, K, C) reshaped to A x A per (k, c); g: (A, r); dw: (K, C, r, r)."""
+    (A*A, K, C) reshaped to A x A per (k, c); dw: (K, C, r, r); g, g_t as in
+    ``transform_filters``."""
     K, C, r = dw.shape[0], dw.shape[1], dw.shape[2]
-    a_ = g.shape[0]
-    aa, rr = _U(a_), _U(r)
+    a_ = g[0].shape[0]
+    aa, rr, kc = _U(a_), _U(r), _U(K * C)
     uf = du.reshape(-1)
+    t = np.empty(a_ * r * K * C, np.float32)
+    for q in range(a_ * r):                    # t[a, j] = (du G)[a, j]
+        a, j = _U(q) // rr, _U(q) % rr
+        _combine(g_t, j, uf, a * aa * kc, kc, t, (a * rr + j) * kc, kc)
+    s = np.empty(r * r * K * C, np.float32)
+    for q in range(r * r):                     # s[i, j] = (G^T t)[i, j]
+        i, j = _U(q) // rr, _U(q) % rr
+        _combine(g_t, i, t, j * kc, rr * kc, s, (i * rr + j) * kc, kc)
     wf = dw.reshape(-1)
-    gf = g.reshape(-1)
-    plane = _U(K * C)
-    for k in prange(K):
-        t = np.empty(a_ * r, np.float32)
-        for c in range(_U(C)):
-            src = _U(k) * _U(C) + c
-            for a in range(aa):                 # t = du G
-                for j in range(rr):
-                    s = np.float32(0.0)
-                    for b in range(aa):
-                        s += uf[(a * aa + b) * plane + src] * gf[b * rr + j]
-                    t[a * rr + j] = s
-            dst = src * rr * rr
-            for i in range(rr):                 # G^T (du G)
-                for j in range(rr):
-                    s = np.float32(0.0)
-                    for a in range(aa):
-                        s += gf[a * rr + i] * t[a * rr + j]
-                    wf[dst + i * rr + j] += s
+    per_filter = rr * rr
+    for f in range(kc):
+        for e in range(per_filter):
+            wf[f * per_filter + e] += s[e * kc + f]
 
 
 class Workspace:
@@ -381,7 +375,8 @@ class Workspace:
         self.m, self.r = m, r
         self.at, self.g, self.bt = transforms(m, r)
         self.plans = {name: sparse_plan(c) for name, c in
-                      (("at", self.at), ("bt", self.bt), ("at_t", self.at.T))}
+                      (("at", self.at), ("bt", self.bt), ("at_t", self.at.T), ("g", self.g),
+                       ("g_t", self.g.T))}
         self.tiles_h, self.tiles_w = tiles(out_h, out_w, m)
         per_image = self.tiles_h * self.tiles_w
         a = m + r - 1
@@ -406,7 +401,7 @@ def convolve(x, w, bias, y, pad_h, pad_w, work, filters_ready=False, relu_slope=
     not None fuses a (leaky) ReLU of that slope into the output transform.
     """
     if not filters_ready:
-        transform_filters(w, work.g, work.u)
+        transform_filters(w, work.plans["g"], work.plans["g_t"], work.u)
     transform_bottom(x, pad_h, pad_w, work)
     np.matmul(work.u, work.v, out=work.m_)
     transform_output(work.m_rows, y, work.plans["at"], work.m + work.r - 1, bias, work.tiles_h,
@@ -430,6 +425,6 @@ def weight_gradient(dy, work, dw, bias_diff):
     if work.du is None:
         work.du = np.empty((work.m_.shape[0], dw.shape[0], dw.shape[1]), np.float32)
     np.matmul(work.m_, work.v.transpose(0, 2, 1), out=work.du)
-    transform_filters_grad(work.du, work.g, dw)
+    transform_filters_grad(work.du, work.plans["g"], work.plans["g_t"], dw)
     if bias_diff.size:
         bias_diff += sums.sum(axis=1).astype(np.float32)
