@@ -75,6 +75,9 @@ COL_BUFFER_LIMIT = 1 << 25
 # the hand-written one at CaffeNet's conv3 and at batch 1, where the general kernels'
 # runs over (tile, image) are short.)
 WINOGRAD_TILE = {3: None, 5: 4}
+# Winograd is not chunked: a layer whose transformed input and output would exceed this many
+# floats (512 MB; 4 floats per pixel and channel for both variants) is not offered it.
+WINOGRAD_MAX_FLOATS = 1 << 27
 
 # auto mode considers the blocked route only up to this many outputs per group
 BLOCKED_MAX_OUTPUTS = 128
@@ -315,6 +318,7 @@ class _ConvolutionBase(BlockedRoute, Layer):
                              self.dilation)
         for t in top:
             t.reshape(b0.shape[:self.channel_axis] + (self.num_output,) + out_spatial)
+        self.out_spatial = out_spatial
         image_spatial, col_spatial = ((out_spatial, in_spatial) if self.transposed
                                       else (in_spatial, out_spatial))
         self.p_image, self.p_col = _prod(image_spatial), _prod(col_spatial)
@@ -588,7 +592,17 @@ class Convolution(_ConvolutionBase):
     def _candidates(self):
         """The routes that serve this layer; [1] (else [0]) stands in for a forced route
         that does not apply."""
-        return ["gemm"] + ["blocked"] * self.blocked_ok + ["winograd"] * self.winograd_ok
+        return ["gemm"] + ["blocked"] * self.blocked_ok + ["winograd"] * (
+            self.winograd_ok and self._winograd_floats() <= WINOGRAD_MAX_FLOATS)
+
+    def _winograd_floats(self):
+        """Floats of one Winograd product's transformed input and output (V and M): A*A
+        per tile for each input and output channel; tiles from the top's size."""
+        m = WINOGRAD_TILE[self.kernel[0]] or 2
+        side = m + self.kernel[0] - 1
+        out = self.out_spatial
+        count = self.num * -(-out[0] // m) * -(-out[1] // m)
+        return side * side * (self.c_image + self.c_col) * count
 
     def _timed_candidates(self):
         """The routes ``auto`` times: blocked only up to ``BLOCKED_MAX_OUTPUTS`` outputs

@@ -239,3 +239,17 @@ def test_test_phase_winograd_transforms_filters_once_per_weights(kernel, monkeyp
     assert len(calls) == 2
     np.testing.assert_allclose(top[0].data, base.ref_conv(x, w, b, (1, 1), (1, 1), (1, 1), 1),
                                rtol=1e-4, atol=1e-4)
+
+
+def test_winograd_is_not_offered_beyond_its_workspace_limit(monkeypatch):
+    """Winograd keeps whole-batch transforms: a layer whose V and M would pass
+    WINOGRAD_MAX_FLOATS gets the blocked route, even when Winograd is forced."""
+    force("winograd", monkeypatch)
+    layer = base.conv_layer(num_output=3, kernel_size=5, pad=2)
+    bottom, top = blobs(np.ones((2, 2, 8, 8), np.float32)), tops(1)
+    layer.layer_setup(bottom, top)
+    assert "winograd" in layer._candidates()
+    monkeypatch.setattr(conv_module, "WINOGRAD_MAX_FLOATS", layer._winograd_floats() - 1)
+    assert "winograd" not in layer._candidates()
+    layer.forward(bottom, top)
+    assert layer.algo == "blocked"
