@@ -30,9 +30,11 @@ kernel - 1 - pad, correlated with the rotated filters, in/out channels swapped -
 with reduction Cout * kernel instead of a reduction-Cout GEMM that writes a huge column
 matrix for col2im to read back.  Other layers' data gradients take the gemm route's way.
 
-``winograd`` -- for ungrouped stride-1 undilated 2-D layers with 3x3 kernels, F(2x2, 3x3)
-(kernels/winograd.py), and with 5x5 kernels, F(4x4, 5x5) (kernels/winograd_general.py):
-forward and data gradient; the weight gradient is the blocked route's.
+``winograd`` -- for ungrouped stride-1 undilated 2-D layers with 3x3 or 5x5 kernels:
+F(4x4, 3x3) or F(4x4, 5x5) (kernels/winograd_general.py) for forward, data and weight
+gradient; 3x3 layers with fewer than ``GENERAL_3X3_MIN_BATCH`` images take the
+hand-written F(2x2, 3x3) (kernels/winograd.py) with the blocked route's weight gradient.
+A TEST net reuses its transformed filters while the weights keep their bits.
 
 Choosing (``auto``): a TEST-phase layer times each applicable route's forward once per
 layer shape and process and keeps the fastest; a TRAIN-phase layer starts on
@@ -70,11 +72,13 @@ from .shape import canonical_axis
 # Largest column matrix (in floats, 128 MB) built at once; bigger batches go in chunks.
 COL_BUFFER_LIMIT = 1 << 25
 
-# The Winograd variant per square kernel side: None, the hand-written F(2x2, 3x3); m, the
-# general F(m x m, r x r).  (The general F(2x2, 3x3) and F(4x4, 3x3) measured slower than
-# the hand-written one at CaffeNet's conv3 and at batch 1, where the general kernels'
-# runs over (tile, image) are short.)
-WINOGRAD_TILE = {3: None, 5: 4}
+# The Winograd variants: the general F(m x m, r x r) with m = WINOGRAD_TILE[r], and for 3x3
+# layers with fewer than GENERAL_3X3_MIN_BATCH images the hand-written F(2x2, 3x3), whose
+# loops run along tile rows (the general kernels' runs over (tile, image) are short there).
+# One thread, transformed filters ready: F(4x4, 3x3) / F(2x2, 3x3) at GoogLeNet's
+# conv2/3x3 took 6.7 / 6.1 ms at batch 1, 18.7 / 25.6 at batch 4, 35 / 51 at batch 8.
+WINOGRAD_TILE = {3: 4, 5: 4}
+GENERAL_3X3_MIN_BATCH = 4
 # Winograd is not chunked: a layer whose transformed input and output would exceed this many
 # floats (512 MB; 4 floats per pixel and channel for both variants) is not offered it.
 WINOGRAD_MAX_FLOATS = 1 << 27
@@ -523,18 +527,20 @@ class Convolution(_ConvolutionBase):
         arr = blob.diff if diff else blob.data
         return arr.reshape((self.num, channels) + blob.shape[self.channel_axis + 1:])
 
+    def _winograd_general(self):
+        """Whether this layer shape takes the general F(m, r) (else the hand-written
+        F(2x2, 3x3))."""
+        return self.kernel[0] != 3 or self.num >= GENERAL_3X3_MIN_BATCH
+
     def _winograd_workspace(self, channels, num_output, out_spatial):
         """Buffers (and transforms) of this layer's Winograd variant for one product."""
-        m = WINOGRAD_TILE[self.kernel[0]]
-        if m is None:
+        if not self._winograd_general():
             return WG.Workspace(self.num, channels, num_output, *out_spatial)
-        return WGG.Workspace(m, self.kernel[0], self.num, channels, num_output, *out_spatial)
+        return WGG.Workspace(WINOGRAD_TILE[self.kernel[0]], self.kernel[0], self.num, channels,
+                             num_output, *out_spatial)
 
     def _winograd(self, *args, **kwargs):
-        (WG.conv3x3 if WINOGRAD_TILE[self.kernel[0]] is None else WGG.convolve)(*args, **kwargs)
-
-    def _winograd_general(self):
-        return WINOGRAD_TILE[self.kernel[0]] is not None
+        (WGG.convolve if self._winograd_general() else WG.conv3x3)(*args, **kwargs)
 
     def _winograd_forward(self, b, t):
         x = self._image_4d(b, self.c_image)
@@ -598,7 +604,7 @@ class Convolution(_ConvolutionBase):
     def _winograd_floats(self):
         """Floats of one Winograd product's transformed input and output (V and M): A*A
         per tile for each input and output channel; tiles from the top's size."""
-        m = WINOGRAD_TILE[self.kernel[0]] or 2
+        m = WINOGRAD_TILE[self.kernel[0]] if self._winograd_general() else WG.TILE
         side = m + self.kernel[0] - 1
         out = self.out_spatial
         count = self.num * -(-out[0] // m) * -(-out[1] // m)

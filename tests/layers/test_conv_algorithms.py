@@ -20,10 +20,13 @@ VARIANTS = ["gemm", "blocked-pixels", "blocked-channels", "blocked-col2im", "win
 LAYOUTS = {"pixels": (1, 1, 1e9), "channels": (1 << 30, 1, 1e9), "col2im": (1, 1 << 30, 1e9)}
 CONV_GOLDEN = [c for c in base.GOLDEN if c.startswith("conv_")]
 
-# Shapes Winograd serves: 3x3 (F(2x2, 3x3)) and 5x5 (F(4x4, 5x5)), stride 1, pads 0 to
-# kernel - 1, odd and even sizes, one channel.
+# Shapes Winograd serves: 3x3 (F(2x2, 3x3) below GENERAL_3X3_MIN_BATCH images, else
+# F(4x4, 3x3)) and 5x5 (F(4x4, 5x5)), stride 1, pads 0 to kernel - 1, odd and even sizes,
+# one channel.
 WINOGRAD_CASES = [
     ((2, 3, 5, 5), dict(num_output=2, kernel_size=3, pad=1)),
+    ((4, 3, 5, 7), dict(num_output=2, kernel_size=3, pad=1)),
+    ((5, 1, 6, 4), dict(num_output=3, kernel_size=3, pad_h=2, pad_w=0, bias_term="false")),
     ((1, 2, 4, 6), dict(num_output=3, kernel_size=3)),
     ((1, 1, 3, 5), dict(num_output=2, kernel_size=3, pad_h=2, pad_w=1)),
     ((2, 2, 6, 3), dict(num_output=1, kernel_size=3, pad=2, bias_term="false")),
@@ -180,19 +183,20 @@ def test_blocked_chunks_match_gemm(layout, params, monkeypatch):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
-def test_winograd_5x5_chunks_and_bottoms_match_gemm(monkeypatch):
-    """F(4x4, 5x5) with one image per chunk and two bottom/top pairs (the weight gradient
+@pytest.mark.parametrize("kernel", [3, 5])
+def test_general_winograd_chunks_and_bottoms_match_gemm(kernel, monkeypatch):
+    """F(4x4, r x r) with one image per chunk and two bottom/top pairs (the weight gradient
     redoes the input transform of the bottom the forward did not end on): the same tops,
     bottom diffs and accumulated parameter diffs as the whole-batch GEMM."""
     from netdef.kernels import winograd_general
     monkeypatch.setattr(winograd_general, "SCRATCH_FLOATS", 1)
     rng = np.random.default_rng(8)
-    xs = [rng.standard_normal((3, 2, 6, 7)).astype(np.float32) for _ in range(2)]
+    xs = [rng.standard_normal((4, 2, 6, 7)).astype(np.float32) for _ in range(2)]
     dys = None
     results = {}
     for algo in ("gemm", "winograd"):
         force(algo, monkeypatch)
-        layer = base.conv_layer(num_output=3, kernel_size=5, pad=2)
+        layer = base.conv_layer(num_output=3, kernel_size=kernel, pad=kernel // 2)
         bottom, top = [blobs(x)[0] for x in xs], tops(2)
         layer.layer_setup(bottom, top)
         base.randomize_params(layer)
@@ -210,8 +214,8 @@ def test_winograd_5x5_chunks_and_bottoms_match_gemm(monkeypatch):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("kernel", [3, 5])
-def test_test_phase_winograd_transforms_filters_once_per_weights(kernel, monkeypatch):
+@pytest.mark.parametrize("kernel,num", [(3, 2), (3, 4), (5, 2)])
+def test_test_phase_winograd_transforms_filters_once_per_weights(kernel, num, monkeypatch):
     """A TEST net reuses the transformed filters while the weights stay bit for bit the
     same, and transforms again after they change in place (net surgery)."""
     from netdef.kernels import winograd, winograd_general
@@ -224,7 +228,7 @@ def test_test_phase_winograd_transforms_filters_once_per_weights(kernel, monkeyp
     layer = base.conv_layer(num_output=3, kernel_size=kernel, pad=1)
     layer.phase = 1
     rng = np.random.default_rng(4)
-    x = rng.standard_normal((2, 2, 6, 7)).astype(np.float32)
+    x = rng.standard_normal((num, 2, 6, 7)).astype(np.float32)
     bottom, top = blobs(x), tops(1)
     layer.layer_setup(bottom, top)
     base.randomize_params(layer)
