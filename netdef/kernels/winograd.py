@@ -12,7 +12,7 @@ with T = N * tiles_h * tiles_w and e the 16 positions of a 4x4 tile.  Input pixe
 the padding (and past the image, for the last tile row/column) read as zero; output
 pixels past the image are dropped.  Only the forward pass lives here; the data gradient
 of a convolution is this same product with the filters rotated by 180 degrees and their
-in/out channels swapped (``flip_filters``) and padding 2 - pad.
+in/out channels swapped (winograd_general.flip_filters) and padding 2 - pad.
 """
 
 import numpy as np
@@ -195,12 +195,6 @@ def _output_tile_row(mf, buf, t0, plane_m, tiles_w, wp, b):
         buf[q + 1] = s1 - s2 - s3 + b
         buf[row1 + q] = u0 + u1 + u2 + b
         buf[row1 + q + 1] = u1 - u2 - u3 + b
-
-
-def flip_filters(w):
-    """The filters of a convolution's data gradient: (C, K, r, r), rotated 180 degrees
-    (any square kernel; the general Winograd route uses it too)."""
-    return np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
 
 
 # Floats added to each of the 16 rows of V and M: the transforms write/read 16 streams a

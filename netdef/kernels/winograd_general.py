@@ -16,7 +16,8 @@ tile column, image) (``chunk_order``).  Each transform is separable (rows, then 
 and with the images innermost its loops run over unit-stride runs of (tile, image) that
 the compiler vectorises, even for small images.
 The data gradient of a convolution is this same product with the filters rotated by 180
-degrees and their in/out channels swapped, padding r - 1 - pad (winograd.flip_filters).
+degrees and their in/out channels swapped (per group), padding r - 1 - pad
+(``flip_filters``).
 """
 
 from fractions import Fraction
@@ -369,10 +370,12 @@ def transform_filters_grad(du, g, g_t, dw):
 
 
 class Workspace:
-    """Transforms and buffers of F(m, r) for one input shape, reused across calls."""
+    """Transforms and buffers of F(m, r) for one input shape, reused across calls; with
+    ``group`` > 1, the filters are (K, C / group, r, r) and each group's channels multiply
+    only their own (row blocks of V, U and M)."""
 
-    def __init__(self, m, r, num, channels, num_output, out_h, out_w):
-        self.m, self.r = m, r
+    def __init__(self, m, r, num, channels, num_output, out_h, out_w, group=1):
+        self.m, self.r, self.group = m, r, group
         self.at, self.g, self.bt = transforms(m, r)
         self.plans = {name: sparse_plan(c) for name, c in
                       (("at", self.at), ("bt", self.bt), ("at_t", self.at.T), ("g", self.g),
@@ -385,25 +388,32 @@ class Workspace:
         per_image_scratch = max(side_h * (side_w + a * self.tiles_w), (m + a) * m * per_image)
         self.chunk = max(1, min(num, SCRATCH_FLOATS // per_image_scratch))
         count = num * per_image
-        self.u = np.empty((a2, num_output, channels), np.float32)
+        self.u = np.empty((a2, num_output, channels // group), np.float32)
         self.v_rows = np.empty((a2, channels * count + ROW_PAD), np.float32)
         self.m_rows = np.empty((a2, num_output * count + ROW_PAD), np.float32)
         self.v = self.v_rows[:, :channels * count].reshape(a2, channels, count)
         self.m_ = self.m_rows[:, :num_output * count].reshape(a2, num_output, count)
-        self.du = None          # the weight gradient's (A*A, K, C), at its first use
+        self.du = None          # the weight gradient's (A*A, K, C / group), at first use
+
+    def groups(self):
+        """(output rows, input rows) of V / U / M for each group."""
+        ko, ci = self.m_.shape[1] // self.group, self.v.shape[1] // self.group
+        return [(slice(g * ko, (g + 1) * ko), slice(g * ci, (g + 1) * ci))
+                for g in range(self.group)]
 
 
 def convolve(x, w, bias, y, pad_h, pad_w, work, filters_ready=False, relu_slope=None):
     """y = conv(x, w) + bias, stride 1, via F(m, r) as ``work`` holds it.
 
-    x: (N, C, H, W); w: (K, C, r, r); y: (N, K, OH, OW); bias: (K,) or empty.
+    x: (N, C, H, W); w: (K, C / group, r, r); y: (N, K, OH, OW); bias: (K,) or empty.
     ``filters_ready``: ``work.u`` already holds the transformed ``w``; ``relu_slope``:
     not None fuses a (leaky) ReLU of that slope into the output transform.
     """
     if not filters_ready:
         transform_filters(w, work.plans["g"], work.plans["g_t"], work.u)
     transform_bottom(x, pad_h, pad_w, work)
-    np.matmul(work.u, work.v, out=work.m_)
+    for k, c in work.groups():
+        np.matmul(work.u[:, k], work.v[:, c], out=work.m_[:, k])
     transform_output(work.m_rows, y, work.plans["at"], work.m + work.r - 1, bias, work.tiles_h,
                      work.tiles_w, work.chunk, relu_slope is not None, float(relu_slope or 0.0))
 
@@ -416,15 +426,25 @@ def transform_bottom(x, pad_h, pad_w, work):
 
 def weight_gradient(dy, work, dw, bias_diff):
     """dw += dL/dw and bias_diff += dL/db (when it has entries) for the top gradient dy of
-    the product whose input transform ``work.v`` holds: dU[e] = dM[e] @ V[e]^T, with dM
-    the output transform's adjoint of dy (in M's buffer), then dw += G^T dU G."""
+    the product whose input transform ``work.v`` holds: dU[e] = dM[e] @ V[e]^T (per group),
+    with dM the output transform's adjoint of dy (in M's buffer), then dw += G^T dU G."""
     n_chunks = -(-dy.shape[0] // work.chunk)
     sums = np.zeros((dy.shape[1], n_chunks if bias_diff.size else 0), np.float64)
     transform_top_grad(dy, work.m_rows, work.plans["at_t"], work.m, work.tiles_h, work.tiles_w,
                        work.chunk, sums)
     if work.du is None:
         work.du = np.empty((work.m_.shape[0], dw.shape[0], dw.shape[1]), np.float32)
-    np.matmul(work.m_, work.v.transpose(0, 2, 1), out=work.du)
+    for k, c in work.groups():
+        np.matmul(work.m_[:, k], work.v[:, c].transpose(0, 2, 1), out=work.du[:, k])
     transform_filters_grad(work.du, work.plans["g"], work.plans["g_t"], dw)
     if bias_diff.size:
         bias_diff += sums.sum(axis=1).astype(np.float32)
+
+
+def flip_filters(w, group=1):
+    """The filters of a (grouped) convolution's data gradient: per group, w[k, c] rotated by
+    180 degrees at [c, k]; w: (K, C / group, r, r) -> (C, K / group, r, r)."""
+    K, cg, r1, r2 = w.shape
+    per_group = w.reshape(group, K // group, cg, r1, r2)[..., ::-1, ::-1]
+    return np.ascontiguousarray(per_group.transpose(0, 2, 1, 3, 4)).reshape(
+        group * cg, K // group, r1, r2)

@@ -30,9 +30,9 @@ kernel - 1 - pad, correlated with the rotated filters, in/out channels swapped -
 with reduction Cout * kernel instead of a reduction-Cout GEMM that writes a huge column
 matrix for col2im to read back.  Other layers' data gradients take the gemm route's way.
 
-``winograd`` -- for ungrouped stride-1 undilated 2-D layers with 3x3 or 5x5 kernels:
-F(4x4, 3x3) or F(4x4, 5x5) (kernels/winograd_general.py) for forward, data and weight
-gradient; 3x3 layers with fewer than ``GENERAL_3X3_MIN_BATCH`` images take the
+``winograd`` -- for stride-1 undilated 2-D layers with 3x3 or 5x5 kernels: F(4x4, 3x3) or
+F(4x4, 5x5) (kernels/winograd_general.py, grouped too) for forward, data and weight
+gradient; ungrouped 3x3 layers with fewer than ``GENERAL_3X3_MIN_BATCH`` images take the
 hand-written F(2x2, 3x3) (kernels/winograd.py) with the blocked route's weight gradient.
 A TEST net reuses its transformed filters while the weights keep their bits.
 
@@ -291,8 +291,7 @@ class _ConvolutionBase(BlockedRoute, Layer):
         side = self.kernel[0] if len(set(self.kernel)) == 1 else 0
         self.winograd_ok = (not self.transposed and side in WINOGRAD_TILE
                             and len(self.kernel) == 2 and self.stride == (1, 1)
-                            and self.dilation == (1, 1) and self.group == 1
-                            and max(self.pad) <= side - 1)
+                            and self.dilation == (1, 1) and max(self.pad) <= side - 1)
         self._col = np.zeros(0, np.float32)
         self._cs = np.zeros(0, np.float32)
         self._part_buffers = {}
@@ -537,7 +536,7 @@ class Convolution(_ConvolutionBase):
         if not self._winograd_general():
             return WG.Workspace(self.num, channels, num_output, *out_spatial)
         return WGG.Workspace(WINOGRAD_TILE[self.kernel[0]], self.kernel[0], self.num, channels,
-                             num_output, *out_spatial)
+                             num_output, *out_spatial, group=self.group)
 
     def _winograd(self, *args, **kwargs):
         (WGG.convolve if self._winograd_general() else WG.conv3x3)(*args, **kwargs)
@@ -586,20 +585,22 @@ class Convolution(_ConvolutionBase):
         WGG.weight_gradient(dy, self._wg_fwd, self.blobs[0].diff, bias_diff)
 
     def _winograd_data_gradient(self, t, b):
-        """dbottom = dtop convolved with the flipped, transposed filters, pad r - 1 - pad."""
+        """dbottom = dtop convolved with the flipped, transposed filters (per group), pad
+        r - 1 - pad."""
         dy = self._image_4d(t, self.c_col, diff=True)
         dx = self._image_4d(b, self.c_image, diff=True)
         if self._wg_bwd is None:
             self._wg_bwd = self._winograd_workspace(self.c_col, self.c_image, dx.shape[2:])
         back_pad = [self.kernel[0] - 1 - p for p in self.pad]
-        self._winograd(dy, WG.flip_filters(self.blobs[0].data), NO_BIAS, dx, *back_pad,
-                       self._wg_bwd, relu_slope=None)
+        w_back = WGG.flip_filters(self.blobs[0].data, self.group)
+        self._winograd(dy, w_back, NO_BIAS, dx, *back_pad, self._wg_bwd, relu_slope=None)
 
     def _candidates(self):
         """The routes that serve this layer; [1] (else [0]) stands in for a forced route
         that does not apply."""
         return ["gemm"] + ["blocked"] * self.blocked_ok + ["winograd"] * (
-            self.winograd_ok and self._winograd_floats() <= WINOGRAD_MAX_FLOATS)
+            self.winograd_ok and (self.group == 1 or self._winograd_general())
+            and self._winograd_floats() <= WINOGRAD_MAX_FLOATS)
 
     def _winograd_floats(self):
         """Floats of one Winograd product's transformed input and output (V and M): A*A

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from netdef.kernels import winograd as WG
+from netdef.kernels.winograd_general import flip_filters
 
 
 def direct_conv(x, w, bias, pad):
@@ -49,5 +50,5 @@ def test_data_gradient_is_forward_with_flipped_filters():
     dx_ref = dxp[:, :, pad:pad + 5, pad:pad + 6]
     dx = np.empty(x.shape, np.float32)
     work = WG.Workspace(2, 4, 3, 5, 6)
-    WG.conv3x3(dy, WG.flip_filters(w), np.zeros(0, np.float32), dx, 2 - pad, 2 - pad, work)
+    WG.conv3x3(dy, flip_filters(w), np.zeros(0, np.float32), dx, 2 - pad, 2 - pad, work)
     np.testing.assert_allclose(dx, dx_ref, rtol=1e-4, atol=1e-4)

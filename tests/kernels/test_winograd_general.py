@@ -4,7 +4,6 @@ forward (fused ReLU included), and the weight gradient, against float64 direct s
 import numpy as np
 import pytest
 
-from netdef.kernels import winograd as WG
 from netdef.kernels import winograd_general as WGG
 
 # (m, r) for every tile side with interpolation points
@@ -115,6 +114,33 @@ def test_data_gradient_is_forward_with_flipped_filters():
     want = dxp[:, :, pad[0]:pad[0] + x_shape[2], pad[1]:pad[1] + x_shape[3]]
     dx = np.empty(x_shape, np.float32)
     work = WGG.Workspace(4, r, 2, 4, 3, *x_shape[2:])
-    WGG.convolve(dy, WG.flip_filters(w), np.zeros(0, np.float32), dx, r - 1 - pad[0],
+    WGG.convolve(dy, WGG.flip_filters(w), np.zeros(0, np.float32), dx, r - 1 - pad[0],
                  r - 1 - pad[1], work)
     np.testing.assert_allclose(dx, want, rtol=1e-4, atol=1e-4)
+
+
+def test_grouped_product_multiplies_each_group_by_its_own_channels():
+    """group 2: forward, weight gradient and the grouped flip of the data gradient against
+    two independent convolutions."""
+    rng = np.random.default_rng(3)
+    N, C, K, r, pad, G = 3, 4, 6, 5, (2, 2), 2
+    x = rng.standard_normal((N, C, 6, 7)).astype(np.float32)
+    w = (rng.standard_normal((K, C // G, r, r)) / r).astype(np.float32)
+    out = (6, 7)
+    work = WGG.Workspace(4, r, N, C, K, *out, group=G)
+    y = np.empty((N, K) + out, np.float32)
+    WGG.convolve(x, w, np.zeros(0, np.float32), y, *pad, work)
+    halves = [correlate(x[:, :2], w[:3], pad), correlate(x[:, 2:], w[3:], pad)]
+    np.testing.assert_allclose(y, np.concatenate(halves, axis=1), rtol=1e-4, atol=1e-4)
+    flipped = WGG.flip_filters(w, G)
+    assert flipped.shape == (C, K // G, r, r)
+    np.testing.assert_array_equal(flipped[2:], w[3:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dw = np.zeros_like(w)
+    WGG.weight_gradient(dy, work, dw, np.zeros(0, np.float32))
+    for cs, ks in [(slice(0, 2), slice(0, 3)), (slice(2, 4), slice(3, 6))]:
+        one = WGG.Workspace(4, r, N, 2, 3, *out)
+        WGG.transform_bottom(x[:, cs].copy(), *pad, one)
+        want = np.zeros((3, 2, r, r), np.float32)
+        WGG.weight_gradient(dy[:, ks].copy(), one, want, np.zeros(0, np.float32))
+        np.testing.assert_allclose(dw[ks], want, rtol=1e-5, atol=1e-5)

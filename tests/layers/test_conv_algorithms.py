@@ -34,6 +34,8 @@ WINOGRAD_CASES = [
     ((1, 2, 5, 6), dict(num_output=3, kernel_size=5)),
     ((1, 1, 5, 7), dict(num_output=2, kernel_size=5, pad_h=4, pad_w=1)),
     ((3, 2, 6, 5), dict(num_output=1, kernel_size=5, pad=3, bias_term="false")),
+    ((4, 4, 5, 6), dict(num_output=6, kernel_size=3, pad=1, group=2)),
+    ((2, 6, 7, 5), dict(num_output=3, kernel_size=5, pad=2, group=3)),
 ]
 
 
@@ -82,16 +84,19 @@ def test_winograd_shapes(algo, shape, params):
     assert layer.algo == algo
     pad = (params.get("pad_h", params.get("pad", 0)), params.get("pad_w", params.get("pad", 0)))
     b = layer.blobs[1].data if layer.bias_term else None
-    want = base.ref_conv(x, layer.blobs[0].data, b, (1, 1), pad, (1, 1), 1)
+    group = params.get("group", 1)
+    want = base.ref_conv(x, layer.blobs[0].data, b, (1, 1), pad, (1, 1), group)
     np.testing.assert_allclose(top[0].data, want, rtol=1e-4, atol=1e-4)
     dy = rng.standard_normal(top[0].shape).astype(np.float32)
     top[0].diff[...] = dy
     layer.backward(top, [True], bottom)
-    w_t = layer.blobs[0].data[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
+    w = layer.blobs[0].data
+    w_t = np.concatenate([g[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
+                          for g in np.split(w, group)])      # per group: (C/g, K/g, r, r)
     r = params["kernel_size"]
     back_pad = (r - 1 - pad[0], r - 1 - pad[1])
     np.testing.assert_allclose(bottom[0].diff, base.ref_conv(dy, w_t, None, (1, 1), back_pad,
-                                                             (1, 1), 1), rtol=1e-4, atol=1e-4)
+                                                             (1, 1), group), rtol=1e-4, atol=1e-4)
 
     layer = base.conv_layer(**params)
     bottom, top = blobs(rng.standard_normal(shape)), tops(1)
