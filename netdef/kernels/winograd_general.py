@@ -41,6 +41,9 @@ POINTS = {
 # the (tile, image) runs, the better the loops vectorise -- CIFAR10-quick's conv2 input
 # transform took 5.6 ms in chunks of 16 images, 2.6 ms in one chunk of 100).
 SCRATCH_FLOATS = 1 << 17
+# Fewest images per chunk whose (tile, image) runs vectorise well; below, the input
+# transform runs over channels instead (``transform_input_channels``).
+MIN_RUN_IMAGES = 8
 
 # Floats added to each of the A*A rows of V and M so rows are not a multiple of 4 KiB
 # apart (the output transform reads A rows at once; see winograd.ROW_PAD).
@@ -199,6 +202,54 @@ def _row_transform(plan, row, xs, src0, tile_step, nc, dst, dst0, tiles_w):
     """dst[dst0 + tw*nc + n] = sum_j coef[row, j] * xs[src0 + j*nc + tw*tile_step + n]."""
     for tw in range(tiles_w):
         _combine(plan, row, xs, src0 + tw * tile_step, nc, dst, dst0 + tw * nc, nc)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def transform_input_channels(x, v, bt, m, pad_h, pad_w, tiles_h, tiles_w, chunk):
+    """``transform_input`` for few images: one task per (image, chunk of ``chunk``
+    channels), the channels innermost in the scratch, so the loops run over (tile column,
+    channel) however small the batch; the result is transposed into V in the tile order
+    of one-image chunks (image, tile row, tile column)."""
+    N, C, H, W = x.shape
+    a_ = bt[0].shape[0]
+    aa, mu = _U(a_), _U(m)
+    per_image = _U(tiles_h * tiles_w)
+    T = _U(N) * per_image
+    hp = _U((tiles_h - 1) * m + a_)
+    wp = _U((tiles_w - 1) * m + a_)
+    n_chunks = (C + chunk - 1) // chunk
+    xf = x.reshape(-1)
+    vf = v.reshape(-1)
+    row_v = _U(v.shape[1])
+    for task in prange(N * n_chunks):
+        n = task // n_chunks
+        c0 = (task - n * n_chunks) * chunk
+        cc = _U(min(C, c0 + chunk) - c0)
+        run = _U(tiles_w) * cc                 # one (tile column, channel) run
+        xs = np.zeros(hp * wp * cc, np.float32)
+        for ci in range(cc):
+            src = _U((n * C + c0) * H * W) + ci * _U(H * W)
+            for h in range(_U(H)):
+                dst = ((h + _U(pad_h)) * wp + _U(pad_w)) * cc + ci
+                for q in range(_U(W)):
+                    xs[dst + q * cc] = xf[src + h * _U(W) + q]
+        rows = np.empty(hp * aa * run, np.float32)      # (h, b, tile column, channel)
+        for h in range(hp):
+            for b in range(aa):
+                _row_transform(bt, b, xs, h * wp * cc, mu * cc, cc, rows, (h * aa + b) * run,
+                               _U(tiles_w))
+        out = np.empty(aa * aa * per_image * cc, np.float32)     # (e, tile, channel)
+        for a in range(aa):
+            for b in range(aa):
+                for th in range(_U(tiles_h)):
+                    _combine(bt, a, rows, (th * mu * aa + b) * run, aa * run, out,
+                             ((a * aa + b) * _U(tiles_h) + th) * run, run)
+        for e in range(aa * aa):
+            for ci in range(cc):
+                dst = e * row_v + (_U(c0) + ci) * T + _U(n) * per_image
+                src = e * per_image * cc + ci
+                for t in range(per_image):
+                    vf[dst + t] = out[src + t * cc]
 
 
 def chunk_order(n, tiles_h, tiles_w, chunk):
@@ -387,6 +438,13 @@ class Workspace:
         side_h, side_w = (self.tiles_h - 1) * m + a, (self.tiles_w - 1) * m + a
         per_image_scratch = max(side_h * (side_w + a * self.tiles_w), (m + a) * m * per_image)
         self.chunk = max(1, min(num, SCRATCH_FLOATS // per_image_scratch))
+        # Too few images per chunk for long (tile, image) runs: the input transform runs over
+        # (tile, channel) instead, and V and M hold one-image chunks.
+        self.channel_chunk = 0
+        if self.chunk < MIN_RUN_IMAGES and channels >= MIN_RUN_IMAGES:
+            per_channel = side_h * (side_w + a * self.tiles_w) + a2 * per_image
+            self.chunk = 1
+            self.channel_chunk = max(1, min(channels, SCRATCH_FLOATS // per_channel))
         count = num * per_image
         self.u = np.empty((a2, num_output, channels // group), np.float32)
         self.v_rows = np.empty((a2, channels * count + ROW_PAD), np.float32)
@@ -420,8 +478,12 @@ def convolve(x, w, bias, y, pad_h, pad_w, work, filters_ready=False, relu_slope=
 
 def transform_bottom(x, pad_h, pad_w, work):
     """work.v = the input transform of x (what ``weight_gradient`` multiplies by)."""
-    transform_input(x, work.v_rows, work.plans["bt"], work.m, pad_h, pad_w, work.tiles_h,
-                    work.tiles_w, work.chunk)
+    if work.channel_chunk:
+        transform_input_channels(x, work.v_rows, work.plans["bt"], work.m, pad_h, pad_w,
+                                 work.tiles_h, work.tiles_w, work.channel_chunk)
+    else:
+        transform_input(x, work.v_rows, work.plans["bt"], work.m, pad_h, pad_w, work.tiles_h,
+                        work.tiles_w, work.chunk)
 
 
 def weight_gradient(dy, work, dw, bias_diff):

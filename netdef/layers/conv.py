@@ -32,8 +32,9 @@ matrix for col2im to read back.  Other layers' data gradients take the gemm rout
 
 ``winograd`` -- for stride-1 undilated 2-D layers with 3x3 or 5x5 kernels: F(4x4, 3x3) or
 F(4x4, 5x5) (kernels/winograd_general.py, grouped too) for forward, data and weight
-gradient; ungrouped 3x3 layers with fewer than ``GENERAL_3X3_MIN_BATCH`` images take the
-hand-written F(2x2, 3x3) (kernels/winograd.py) with the blocked route's weight gradient.
+gradient; ungrouped 3x3 layers with fewer than ``GENERAL_3X3_MIN_BATCH`` images and small
+outputs take the hand-written F(2x2, 3x3) (kernels/winograd.py) with the blocked route's
+weight gradient.
 A TEST net reuses its transformed filters while the weights keep their bits.
 
 Choosing (``auto``): a TEST-phase layer times each applicable route's forward once per
@@ -73,12 +74,15 @@ from .shape import canonical_axis
 COL_BUFFER_LIMIT = 1 << 25
 
 # The Winograd variants: the general F(m x m, r x r) with m = WINOGRAD_TILE[r], and for 3x3
-# layers with fewer than GENERAL_3X3_MIN_BATCH images the hand-written F(2x2, 3x3), whose
-# loops run along tile rows (the general kernels' runs over (tile, image) are short there).
-# One thread, transformed filters ready: F(4x4, 3x3) / F(2x2, 3x3) at GoogLeNet's
-# conv2/3x3 took 6.7 / 6.1 ms at batch 1, 18.7 / 25.6 at batch 4, 35 / 51 at batch 8.
+# layers with fewer than GENERAL_3X3_MIN_BATCH images and outputs smaller than
+# GENERAL_3X3_MIN_SIDE the hand-written F(2x2, 3x3) (4x4 tiles waste up to half of a 13x13
+# output's products).  One thread, transformed filters ready, F(4x4, 3x3) / F(2x2, 3x3):
+# GoogLeNet's conv2/3x3 (56x56) 5.1 / 6.2 ms at batch 1, 35 / 51 at batch 8;
+# inception_3a (28x28) 2.3 / 2.8 at batch 1; 14x14 2.3 / 2.0; CaffeNet's conv3 (13x13)
+# 3.6 / 3.1 at batch 1, 9.2 / 9.4 at batch 4.
 WINOGRAD_TILE = {3: 4, 5: 4}
 GENERAL_3X3_MIN_BATCH = 4
+GENERAL_3X3_MIN_SIDE = 24
 # Winograd is not chunked: a layer whose transformed input and output would exceed this many
 # floats (512 MB; 4 floats per pixel and channel for both variants) is not offered it.
 WINOGRAD_MAX_FLOATS = 1 << 27
@@ -529,7 +533,8 @@ class Convolution(_ConvolutionBase):
     def _winograd_general(self):
         """Whether this layer shape takes the general F(m, r) (else the hand-written
         F(2x2, 3x3))."""
-        return self.kernel[0] != 3 or self.num >= GENERAL_3X3_MIN_BATCH
+        return (self.kernel[0] != 3 or self.num >= GENERAL_3X3_MIN_BATCH
+                or min(self.out_spatial) >= GENERAL_3X3_MIN_SIDE)
 
     def _winograd_workspace(self, channels, num_output, out_spatial):
         """Buffers (and transforms) of this layer's Winograd variant for one product."""

@@ -48,6 +48,8 @@ CASES = [  # (N, C, H, W), K, r, m, pad, chunk images (None: the workspace's own
     ((2, 4, 9, 8), 3, 5, 3, (3, 3), 1),
     ((3, 2, 7, 9), 4, 3, 4, (1, 1), 2),
     ((1, 2, 4, 4), 2, 3, 2, (2, 0), None),
+    ((1, 9, 7, 9), 4, 5, 4, (2, 2), None),      # few images, >= 8 channels: runs over channels
+    ((2, 10, 6, 5), 3, 3, 4, (1, 0), None),
 ]
 
 
@@ -144,3 +146,26 @@ def test_grouped_product_multiplies_each_group_by_its_own_channels():
         want = np.zeros((3, 2, r, r), np.float32)
         WGG.weight_gradient(dy[:, ks].copy(), one, want, np.zeros(0, np.float32))
         np.testing.assert_allclose(dw[ks], want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("channel_chunk", [1, 3, 10])
+def test_channel_runs_give_the_same_product(channel_chunk):
+    """Few images: the input transform runs over (tile, channel) in chunks of channels and
+    V keeps one-image chunks; forward and weight gradient as with image runs."""
+    rng = np.random.default_rng(5)
+    shape, K, r, pad = (3, 10, 6, 7), 4, 5, (2, 1)
+    x = rng.standard_normal(shape).astype(np.float32)
+    w = (rng.standard_normal((K, 10, r, r)) / r).astype(np.float32)
+    dy = rng.standard_normal((3, K, 6, 5)).astype(np.float32)
+    results = []
+    for by_channels in (False, True):
+        work = WGG.Workspace(4, r, 3, 10, K, 6, 5)
+        work.chunk, work.channel_chunk = (1, channel_chunk) if by_channels else (3, 0)
+        y = np.empty((3, K, 6, 5), np.float32)
+        WGG.convolve(x, w, np.zeros(0, np.float32), y, *pad, work)
+        dw = np.zeros_like(w)
+        WGG.weight_gradient(dy, work, dw, np.zeros(0, np.float32))
+        results.append((y, dw))
+    np.testing.assert_allclose(results[1][0], correlate(x, w, pad), rtol=1e-4, atol=1e-4)
+    for a, b in zip(results[1], results[0], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)

@@ -262,3 +262,27 @@ def test_winograd_is_not_offered_beyond_its_workspace_limit(monkeypatch):
     assert "winograd" not in layer._candidates()
     layer.forward(bottom, top)
     assert layer.algo == "blocked"
+
+
+def test_one_large_image_takes_general_winograd_with_channel_runs(monkeypatch):
+    """One 24x25 image of 8 channels, 3x3: the general F(4x4, 3x3) (its input transform over
+    channels), the same top, bottom diff and parameter diffs as the whole-batch GEMM."""
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((1, 8, 24, 25)).astype(np.float32)
+    dy = rng.standard_normal((1, 4, 24, 25)).astype(np.float32)
+    results = {}
+    for algo in ("gemm", "winograd"):
+        force(algo, monkeypatch)
+        layer = base.conv_layer(num_output=4, kernel_size=3, pad=1)
+        bottom, top = blobs(x), tops(1)
+        layer.layer_setup(bottom, top)
+        base.randomize_params(layer)
+        layer.forward(bottom, top)
+        top[0].diff[...] = dy
+        layer.backward(top, [True], bottom)
+        if algo == "winograd":
+            assert layer._winograd_general() and layer._wg_fwd.channel_chunk
+        results[algo] = [top[0].data.copy(), bottom[0].diff.copy()] + [
+            blob.diff.copy() for blob in layer.blobs]
+    for a, b in zip(results["winograd"], results["gemm"], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
