@@ -11,13 +11,17 @@ points and the point at infinity (``transforms``):
     M[e]       = U[e] @ V[e]                 np.matmul, (A*A, K, T)
     y[tile]    = A^T M[:, k, t] A (+ bias)   m x m outputs per tile
 
-with T = N * tiles_h * tiles_w, in chunks of images whose tiles are ordered (tile row,
-tile column, image) (``chunk_order``).  Each transform is separable (rows, then columns),
-and with the images innermost its loops run over unit-stride runs of (tile, image) that
-the compiler vectorises, even for small images.
-The data gradient of a convolution is this same product with the filters rotated by 180
-degrees and their in/out channels swapped (per group), padding r - 1 - pad
-(``flip_filters``).
+with T = N * tiles_h * tiles_w.  T runs over chunks of ``Workspace.chunk`` images in
+order; inside a chunk of nc images, image n's tile (th, tw) is column
+(th * tiles_w + tw) * nc + n.  Each transform is separable (rows, then columns), and with
+the images innermost its loops run over unit-stride runs of (tile, image) that the
+compiler vectorises, even for small images.  With too few images for that, the input
+transform runs over (tile, channel) instead and the chunks hold one image
+(``transform_input_channels``).  Grouped layers multiply each group's row blocks of U, V
+and M.  The data gradient of a convolution is this same product with the filters rotated
+by 180 degrees and their in/out channels swapped (per group), padding r - 1 - pad
+(``flip_filters``); the weight gradient is the adjoint of the forward
+(``weight_gradient``).
 """
 
 from fractions import Fraction
@@ -153,7 +157,7 @@ def _combine(plan, row, src, src_off, step, dst, dst_off, n):
 @njit(cache=True, nogil=True, parallel=True)
 def transform_input(x, v, bt, m, pad_h, pad_w, tiles_h, tiles_w, chunk):
     """v[a*A + b, c*T + t] = (B^T d B)[a, b], d the A x A input tile t of channel c (zero
-    outside x).  x: (N, C, H, W); v: (A*A, >= C*T); tile order in ``chunk_order``; bt:
+    outside x).  x: (N, C, H, W); v: (A*A, >= C*T); tile order as in the module docstring; bt:
     B^T as a ``sparse_plan``.
 
     One parallel task per channel and chunk of images.  The chunk's planes are first
@@ -250,16 +254,6 @@ def transform_input_channels(x, v, bt, m, pad_h, pad_w, tiles_h, tiles_w, chunk)
                 src = e * per_image * cc + ci
                 for t in range(per_image):
                     vf[dst + t] = out[src + t * cc]
-
-
-def chunk_order(n, tiles_h, tiles_w, chunk):
-    """Where image n's tile (th, tw) sits among the T columns of V and M: chunks of
-    ``chunk`` images in order, and inside a chunk of nc images (th, tw, image)."""
-    def column(i, th, tw):
-        n0 = i // chunk * chunk
-        nc = min(n, n0 + chunk) - n0
-        return n0 * tiles_h * tiles_w + (th * tiles_w + tw) * nc + (i - n0)
-    return column
 
 
 @njit(cache=True, nogil=True, parallel=True)

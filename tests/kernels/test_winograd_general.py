@@ -169,3 +169,30 @@ def test_channel_runs_give_the_same_product(channel_chunk):
     np.testing.assert_allclose(results[1][0], correlate(x, w, pad), rtol=1e-4, atol=1e-4)
     for a, b in zip(results[1], results[0], strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("chunk,channel_chunk", [(2, 0), (3, 0), (1, 4)])
+def test_input_transform_layout(chunk, channel_chunk):
+    """V[e, c, col] = (B^T d B)[e] for image n's tile (th, tw) at the documented column:
+    chunks of ``chunk`` images, (th * tiles_w + tw) * nc + n inside a chunk of nc."""
+    rng = np.random.default_rng(6)
+    N, C, H, W, r, m, pad = 3, 9, 6, 7, 3, 4, 1
+    x = rng.standard_normal((N, C, H, W)).astype(np.float32)
+    work = WGG.Workspace(m, r, N, C, 2, H, W)
+    work.chunk, work.channel_chunk = chunk, channel_chunk
+    WGG.transform_bottom(x, pad, pad, work)
+    bt = work.bt.astype(np.float64)
+    a = m + r - 1
+    th_n, tw_n = work.tiles_h, work.tiles_w
+    xp = np.zeros((N, C, (th_n - 1) * m + a, (tw_n - 1) * m + a))
+    xp[:, :, pad:pad + H, pad:pad + W] = x
+    for n in range(N):
+        n0 = n // chunk * chunk
+        nc = min(N, n0 + chunk) - n0
+        for th in range(th_n):
+            for tw in range(tw_n):
+                col = n0 * th_n * tw_n + (th * tw_n + tw) * nc + (n - n0)
+                for c in (0, C - 1):
+                    d = xp[n, c, th * m:th * m + a, tw * m:tw * m + a]
+                    np.testing.assert_allclose(work.v[:, c, col], (bt @ d @ bt.T).ravel(),
+                                               rtol=1e-5, atol=1e-5)
