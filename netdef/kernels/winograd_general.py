@@ -17,7 +17,7 @@ order; inside a chunk of nc images, image n's tile (th, tw) is column
 the images innermost its loops run over unit-stride runs of (tile, image) that the
 compiler vectorises, even for small images.  With too few images for that, the input
 transform runs over (tile, channel) instead and the chunks hold one image
-(``transform_input_channels``).  Grouped layers multiply each group's row blocks of U, V
+(``transform_input``).  Grouped layers multiply each group's row blocks of U, V
 and M.  The data gradient of a convolution is this same product with the filters rotated
 by 180 degrees and their in/out channels swapped (per group), padding r - 1 - pad
 (``flip_filters``); the weight gradient is the adjoint of the forward
@@ -46,7 +46,7 @@ POINTS = {
 # transform took 5.6 ms in chunks of 16 images, 2.6 ms in one chunk of 100).
 SCRATCH_FLOATS = 1 << 17
 # Fewest images per chunk whose (tile, image) runs vectorise well; below, the input
-# transform runs over channels instead (``transform_input_channels``).
+# transform runs over channels instead (``transform_input``'s ``by_channels``).
 MIN_RUN_IMAGES = 8
 
 # Floats added to each of the A*A rows of V and M so rows are not a multiple of 4 KiB
@@ -155,65 +155,19 @@ def _combine(plan, row, src, src_off, step, dst, dst_off, n):
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def transform_input(x, v, bt, m, pad_h, pad_w, tiles_h, tiles_w, chunk):
+def transform_input(x, v, bt, m, pad_h, pad_w, tiles_h, tiles_w, chunk, by_channels):
     """v[a*A + b, c*T + t] = (B^T d B)[a, b], d the A x A input tile t of channel c (zero
-    outside x).  x: (N, C, H, W); v: (A*A, >= C*T); tile order as in the module docstring; bt:
-    B^T as a ``sparse_plan``.
+    outside x).  x: (N, C, H, W); v: (A*A, >= C*T); tile order as in the module docstring;
+    bt: B^T as a ``sparse_plan``.
 
-    One parallel task per channel and chunk of images.  The chunk's planes are first
-    copied into a zero-bordered scratch with the images innermost, (h, w, n); B^T then
-    runs along every padded row once (tiles overlap, so a tile row would repeat it) and
-    down the tiles' columns, both over unit-stride runs of (tile column, image).
+    One parallel task per channel and chunk of ``chunk`` images -- or, ``by_channels``,
+    per image and chunk of ``chunk`` channels (V then in one-image chunks).  The task's
+    planes ("lanes") are first copied into a zero-bordered scratch with the lanes
+    innermost, (h, w, lane); B^T then runs along every padded row once (tiles overlap, so
+    a tile row would repeat it) and down the tiles' columns, both over unit-stride runs
+    of (tile column, lane); by images the result goes straight into V, by channels it is
+    transposed into V's (channel, tile) rows at the end.
     """
-    N, C, H, W = x.shape
-    a_ = bt[0].shape[0]
-    aa, mu = _U(a_), _U(m)
-    per_image = tiles_h * tiles_w
-    T = N * per_image
-    hp = _U((tiles_h - 1) * m + a_)
-    wp = _U((tiles_w - 1) * m + a_)
-    n_chunks = (N + chunk - 1) // chunk
-    xf = x.reshape(-1)
-    vf = v.reshape(-1)
-    row_v = _U(v.shape[1])
-    for task in prange(C * n_chunks):
-        c = task // n_chunks
-        n0 = (task - c * n_chunks) * chunk
-        nc = _U(min(N, n0 + chunk) - n0)
-        run = _U(tiles_w) * nc                 # one (tile column, image) run
-        xs = np.zeros(hp * wp * nc, np.float32)
-        for n in range(nc):
-            src = _U((n0 * C + c) * H * W) + n * _U(C * H * W)
-            for h in range(_U(H)):
-                dst = ((h + _U(pad_h)) * wp + _U(pad_w)) * nc + n
-                for q in range(_U(W)):
-                    xs[dst + q * nc] = xf[src + h * _U(W) + q]
-        rows = np.empty(hp * aa * run, np.float32)      # (h, b, tile column, image)
-        for h in range(hp):
-            for b in range(aa):
-                _row_transform(bt, b, xs, h * wp * nc, mu * nc, nc, rows, (h * aa + b) * run,
-                               _U(tiles_w))
-        t0 = _U(c * T + n0 * per_image)
-        for a in range(aa):
-            for b in range(aa):
-                for th in range(_U(tiles_h)):
-                    _combine(bt, a, rows, (th * mu * aa + b) * run, aa * run, vf,
-                             (a * aa + b) * row_v + t0 + th * run, run)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _row_transform(plan, row, xs, src0, tile_step, nc, dst, dst0, tiles_w):
-    """dst[dst0 + tw*nc + n] = sum_j coef[row, j] * xs[src0 + j*nc + tw*tile_step + n]."""
-    for tw in range(tiles_w):
-        _combine(plan, row, xs, src0 + tw * tile_step, nc, dst, dst0 + tw * nc, nc)
-
-
-@njit(cache=True, nogil=True, parallel=True)
-def transform_input_channels(x, v, bt, m, pad_h, pad_w, tiles_h, tiles_w, chunk):
-    """``transform_input`` for few images: one task per (image, chunk of ``chunk``
-    channels), the channels innermost in the scratch, so the loops run over (tile column,
-    channel) however small the batch; the result is transposed into V in the tile order
-    of one-image chunks (image, tile row, tile column)."""
     N, C, H, W = x.shape
     a_ = bt[0].shape[0]
     aa, mu = _U(a_), _U(m)
@@ -221,39 +175,59 @@ def transform_input_channels(x, v, bt, m, pad_h, pad_w, tiles_h, tiles_w, chunk)
     T = _U(N) * per_image
     hp = _U((tiles_h - 1) * m + a_)
     wp = _U((tiles_w - 1) * m + a_)
-    n_chunks = (C + chunk - 1) // chunk
+    outer, inner = (N, C) if by_channels else (C, N)
+    n_chunks = (inner + chunk - 1) // chunk
     xf = x.reshape(-1)
     vf = v.reshape(-1)
     row_v = _U(v.shape[1])
-    for task in prange(N * n_chunks):
-        n = task // n_chunks
-        c0 = (task - n * n_chunks) * chunk
-        cc = _U(min(C, c0 + chunk) - c0)
-        run = _U(tiles_w) * cc                 # one (tile column, channel) run
-        xs = np.zeros(hp * wp * cc, np.float32)
-        for ci in range(cc):
-            src = _U((n * C + c0) * H * W) + ci * _U(H * W)
+    for task in prange(outer * n_chunks):
+        o = task // n_chunks
+        l0 = (task - o * n_chunks) * chunk
+        lanes = _U(min(inner, l0 + chunk) - l0)
+        if by_channels:          # image o, channels l0...
+            src0, lane_step = _U((o * C + l0) * H * W), _U(H * W)
+        else:                    # channel o, images l0...
+            src0, lane_step = _U((l0 * C + o) * H * W), _U(C * H * W)
+        run = _U(tiles_w) * lanes               # one (tile column, lane) run
+        xs = np.zeros(hp * wp * lanes, np.float32)
+        for li in range(lanes):
+            src = src0 + li * lane_step
             for h in range(_U(H)):
-                dst = ((h + _U(pad_h)) * wp + _U(pad_w)) * cc + ci
+                dst = ((h + _U(pad_h)) * wp + _U(pad_w)) * lanes + li
                 for q in range(_U(W)):
-                    xs[dst + q * cc] = xf[src + h * _U(W) + q]
-        rows = np.empty(hp * aa * run, np.float32)      # (h, b, tile column, channel)
+                    xs[dst + q * lanes] = xf[src + h * _U(W) + q]
+        rows = np.empty(hp * aa * run, np.float32)      # (h, b, tile column, lane)
         for h in range(hp):
             for b in range(aa):
-                _row_transform(bt, b, xs, h * wp * cc, mu * cc, cc, rows, (h * aa + b) * run,
-                               _U(tiles_w))
-        out = np.empty(aa * aa * per_image * cc, np.float32)     # (e, tile, channel)
+                _row_transform(bt, b, xs, h * wp * lanes, mu * lanes, lanes, rows,
+                               (h * aa + b) * run, _U(tiles_w))
+        if not by_channels:
+            t0 = _U(o) * T + _U(l0) * per_image
+            for a in range(aa):
+                for b in range(aa):
+                    for th in range(_U(tiles_h)):
+                        _combine(bt, a, rows, (th * mu * aa + b) * run, aa * run, vf,
+                                 (a * aa + b) * row_v + t0 + th * run, run)
+            continue
+        out = np.empty(aa * aa * per_image * lanes, np.float32)      # (e, tile, channel)
         for a in range(aa):
             for b in range(aa):
                 for th in range(_U(tiles_h)):
                     _combine(bt, a, rows, (th * mu * aa + b) * run, aa * run, out,
                              ((a * aa + b) * _U(tiles_h) + th) * run, run)
         for e in range(aa * aa):
-            for ci in range(cc):
-                dst = e * row_v + (_U(c0) + ci) * T + _U(n) * per_image
-                src = e * per_image * cc + ci
+            for li in range(lanes):
+                dst = e * row_v + (_U(l0) + li) * T + _U(o) * per_image
+                src = e * per_image * lanes + li
                 for t in range(per_image):
-                    vf[dst + t] = out[src + t * cc]
+                    vf[dst + t] = out[src + t * lanes]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _row_transform(plan, row, xs, src0, tile_step, nc, dst, dst0, tiles_w):
+    """dst[dst0 + tw*nc + n] = sum_j coef[row, j] * xs[src0 + j*nc + tw*tile_step + n]."""
+    for tw in range(tiles_w):
+        _combine(plan, row, xs, src0 + tw * tile_step, nc, dst, dst0 + tw * nc, nc)
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -472,12 +446,10 @@ def convolve(x, w, bias, y, pad_h, pad_w, work, filters_ready=False, relu_slope=
 
 def transform_bottom(x, pad_h, pad_w, work):
     """work.v = the input transform of x (what ``weight_gradient`` multiplies by)."""
-    if work.channel_chunk:
-        transform_input_channels(x, work.v_rows, work.plans["bt"], work.m, pad_h, pad_w,
-                                 work.tiles_h, work.tiles_w, work.channel_chunk)
-    else:
-        transform_input(x, work.v_rows, work.plans["bt"], work.m, pad_h, pad_w, work.tiles_h,
-                        work.tiles_w, work.chunk)
+    by_channels = work.channel_chunk > 0
+    transform_input(x, work.v_rows, work.plans["bt"], work.m, pad_h, pad_w, work.tiles_h,
+                    work.tiles_w, work.channel_chunk if by_channels else work.chunk,
+                    by_channels)
 
 
 def weight_gradient(dy, work, dw, bias_diff):
