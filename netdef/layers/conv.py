@@ -582,9 +582,9 @@ class Convolution(_ConvolutionBase):
         if not want_w:
             bias_diff += dy.sum(axis=(0, 2, 3), dtype=np.float64).astype(np.float32)
             return
-        if self._wg_fwd is None or self._wg_holds is not b:
-            self._wg_fwd = self._wg_fwd or self._winograd_workspace(
-                self.c_image, self.c_col, t.shape[self.channel_axis + 1:])
+        if self._wg_fwd is None:
+            self._wg_fwd = self._winograd_workspace(self.c_image, self.c_col, self.out_spatial)
+        if self._wg_holds is not b:
             WGG.transform_bottom(self._image_4d(b, self.c_image), *self.pad, self._wg_fwd)
             self._wg_holds = b
         WGG.weight_gradient(dy, self._wg_fwd, self.blobs[0].diff, bias_diff)
