@@ -26,6 +26,7 @@ from netdef.kernels import norm as KR
 from netdef.kernels import pooling as KP
 from netdef.kernels import softmax as KS
 from netdef.kernels import update as KU
+from netdef.kernels import winograd_general as WGG
 
 CLOCK = time.perf_counter
 F4 = 4  # bytes per float32
@@ -105,6 +106,28 @@ def cases():
         bias_diff = np.zeros(kout, np.float32)
         add(f"nc_to_cn + bias sum {net}", note, 2 * top.nbytes,
             lambda g=gemm, t=top, b=bias_diff: KC.nc_to_cn(t, g, b))
+
+    # -- Winograd F(4x4, 5x5) transforms (kernels/winograd_general.py): bottom -> V,
+    # M -> top, top gradient -> dM, at the CIFAR10-quick layers that take that route
+    for net, n, (c, h, w), kout in (("CIFAR conv2", 100, (32, 16, 16), 32),
+                                    ("CIFAR conv3", 100, (32, 8, 8), 64)):
+        work = WGG.Workspace(4, 5, n, c, kout, h, w)
+        x = rand((n, c, h, w), rng)
+        y = np.empty((n, kout, h, w), np.float32)
+        work.m_[...] = rand(work.m_.shape, rng)
+        no_bias = np.zeros(0, np.float32)
+        note = f"{n}x{c}x{h}x{w} -> {kout}, V {work.v.shape}"
+        add(f"Winograd input transform {net}", note, x.nbytes + work.v.nbytes,
+            lambda x=x, work=work: WGG.transform_bottom(x, 2, 2, work))
+        add(f"Winograd output transform {net}", note, work.m_.nbytes + y.nbytes,
+            lambda y=y, work=work, b=no_bias: WGG.transform_output(
+                work.m_rows, y, work.plans["at"], 8, b, work.tiles_h, work.tiles_w,
+                work.chunk, False, 0.0))
+        sums = np.zeros((kout, 0))
+        add(f"Winograd top-gradient transform {net}", note, y.nbytes + work.m_.nbytes,
+            lambda y=y, work=work, s=sums: WGG.transform_top_grad(
+                y, work.m_rows, work.plans["at_t"], 4, work.tiles_h, work.tiles_w, work.chunk,
+                s))
 
     # -- ReLU, Dropout (in place, as the nets run them; ReLU backward reads the top)
     for net, shape in (("CaffeNet relu1", (16, 96, 55, 55)), ("CaffeNet relu2", (16, 256, 27, 27)),
