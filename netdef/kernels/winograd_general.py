@@ -264,23 +264,43 @@ def transform_output(mm, y, at, a_, bias, tiles_h, tiles_w, chunk, relu, slope):
         for i in range(mu):                    # ... then along each row
             for j in range(mu):
                 _combine(at, j, rows, i * aa * cnt, cnt, out, (i * mu + j) * cnt, cnt)
-        for n in range(nc):
-            plane = (_U(n0) + n) * _U(K * OH * OW) + _U(k * OH * OW)
-            for th in range(_U(tiles_h)):
-                for i in range(mu):
-                    oh = th * mu + i
-                    if oh >= OH:
-                        break
-                    dst = plane + oh * _U(OW)
-                    for tw in range(_U(tiles_w)):
-                        src = (i * mu) * cnt + (th * _U(tiles_w) + tw) * nc + n
-                        for j in range(mu):
-                            ow = tw * mu + j
-                            if ow < OW:
-                                z = out[src + j * cnt] + b
+        _tile_pixels(out, yf, cnt, nc, _U(n0), _U(K * OH * OW), _U(k * OH * OW), tiles_h,
+                     tiles_w, mu, OH, OW, True, b, relu, sl)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _tile_pixels(tiles, planes, cnt, nc, n0, plane_step, plane_off, tiles_h, tiles_w, m, OH,
+                 OW, to_planes, b, relu, slope):
+    """Between a chunk's m*m tile rows (``tiles``: pixel (i, j) of image n's tile (th, tw) at
+    (i*m + j)*cnt + (th*tiles_w + tw)*nc + n) and the image planes (``planes``: image n0 + n
+    at (n0 + n)*plane_step + plane_off): ``to_planes`` writes act(tile + b) out (act: the
+    fused (leaky) ReLU when ``relu``), else copies the planes in and returns their sum.
+    Tile pixels past the image are skipped."""
+    total = 0.0
+    zero = np.float32(0.0)
+    for n in range(nc):
+        plane = (n0 + n) * plane_step + plane_off
+        for th in range(_U(tiles_h)):
+            for i in range(m):
+                oh = th * m + i
+                if oh >= OH:
+                    break
+                row = plane + oh * _U(OW)
+                for tw in range(_U(tiles_w)):
+                    t = (i * m) * cnt + (th * _U(tiles_w) + tw) * nc + n
+                    for j in range(m):
+                        ow = tw * m + j
+                        if ow < OW:
+                            if to_planes:
+                                z = tiles[t + j * cnt] + b
                                 if relu:
-                                    z = max(z, zero) + sl * min(z, zero)
-                                yf[dst + ow] = z
+                                    z = max(z, zero) + slope * min(z, zero)
+                                planes[row + ow] = z
+                            else:
+                                z = planes[row + ow]
+                                tiles[t + j * cnt] = z
+                                total += z
+    return total
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -306,23 +326,9 @@ def transform_top_grad(dy, dm, at_t, m, tiles_h, tiles_w, chunk, bias_sums):
         nc = _U(min(N, n0 + chunk) - n0)
         cnt = _U(per_image) * nc
         g = np.zeros(m * m * cnt, np.float32)     # tile pixels past the image stay zero
-        total = 0.0
-        for n in range(nc):
-            plane = (_U(n0) + n) * _U(K * OH * OW) + _U(k * OH * OW)
-            for th in range(_U(tiles_h)):
-                for i in range(mu):
-                    oh = th * mu + i
-                    if oh >= OH:
-                        break
-                    src = plane + oh * _U(OW)
-                    for tw in range(_U(tiles_w)):
-                        dst = (i * mu) * cnt + (th * _U(tiles_w) + tw) * nc + n
-                        for j in range(mu):
-                            ow = tw * mu + j
-                            if ow < OW:
-                                z = yf[src + ow]
-                                g[dst + j * cnt] = z
-                                total += z
+        total = _tile_pixels(g, yf, cnt, nc, _U(n0), _U(K * OH * OW), _U(k * OH * OW),
+                             tiles_h, tiles_w, mu, OH, OW, False, np.float32(0.0), False,
+                             np.float32(0.0))
         if want_bias:
             bias_sums[k, q] = total
         rows = np.empty(m * a_ * cnt, np.float32)       # (i, b): A along each row
