@@ -18,6 +18,8 @@ in/out channels swapped (winograd_general.flip_filters) and padding 2 - pad.
 import numpy as np
 from numba import njit, prange
 
+from .winograd_general import group_blocks
+
 _U = np.uint64
 
 TILE = 2        # outputs per tile side
@@ -204,12 +206,15 @@ ROW_PAD = 16
 
 
 class Workspace:
-    """Buffers for one input shape, reused across calls (the hot path allocates nothing)."""
+    """Buffers for one input shape, reused across calls (the hot path allocates nothing);
+    with ``group`` > 1 the filters are (K, C / group, 3, 3) and each group's blocks of U,
+    V and M multiply each other only."""
 
-    def __init__(self, num, channels, num_output, out_h, out_w):
+    def __init__(self, num, channels, num_output, out_h, out_w, group=1):
         self.tiles_h, self.tiles_w = tiles(out_h, out_w)
         count = num * self.tiles_h * self.tiles_w
-        self.u = np.empty((16, num_output, channels), np.float32)
+        self.blocks = group_blocks(num_output, channels, group)
+        self.u = np.empty((16, num_output, channels // group), np.float32)
         self.v_rows = np.empty((16, channels * count + ROW_PAD), np.float32)
         self.m_rows = np.empty((16, num_output * count + ROW_PAD), np.float32)
         # the same memory as batched GEMM operands: (16, C, T) and (16, K, T) views
@@ -220,13 +225,14 @@ class Workspace:
 def conv3x3(x, w, bias, y, pad_h, pad_w, work, filters_ready=False, relu_slope=None):
     """y = conv(x, w) + bias, 3x3 kernel, stride 1, via F(2x2, 3x3).
 
-    x: (N, C, H, W); w: (K, C, 3, 3); y: (N, K, OH, OW); bias: (K,) or empty.
+    x: (N, C, H, W); w: (K, C / group, 3, 3); y: (N, K, OH, OW); bias: (K,) or empty.
     ``filters_ready``: ``work.u`` already holds the transformed ``w``; ``relu_slope``:
     not None fuses a (leaky) ReLU of that slope into the output transform.
     """
     if not filters_ready:
         transform_filters(w, work.u)
     transform_input(x, work.v_rows, pad_h, pad_w, work.tiles_h, work.tiles_w)
-    np.matmul(work.u, work.v, out=work.m)
+    for k, c in work.blocks:
+        np.matmul(work.u[:, k], work.v[:, c], out=work.m[:, k])
     transform_output(work.m_rows, y, bias, work.tiles_h, work.tiles_w,
                      relu_slope is not None, float(relu_slope or 0.0))

@@ -426,12 +426,14 @@ class Workspace:
         self.v = self.v_rows[:, :channels * count].reshape(a2, channels, count)
         self.m_ = self.m_rows[:, :num_output * count].reshape(a2, num_output, count)
         self.du = None          # the weight gradient's (A*A, K, C / group), at first use
+        self.blocks = group_blocks(num_output, channels, group)
 
-    def groups(self):
-        """(output rows, input rows) of V / U / M for each group."""
-        ko, ci = self.m_.shape[1] // self.group, self.v.shape[1] // self.group
-        return [(slice(g * ko, (g + 1) * ko), slice(g * ci, (g + 1) * ci))
-                for g in range(self.group)]
+
+def group_blocks(num_output, channels, group):
+    """Each group's (output channels, input channels) as slices: the row blocks of U and M,
+    and of V, that multiply each other."""
+    ko, ci = num_output // group, channels // group
+    return [(slice(g * ko, (g + 1) * ko), slice(g * ci, (g + 1) * ci)) for g in range(group)]
 
 
 def convolve(x, w, bias, y, pad_h, pad_w, work, filters_ready=False, relu_slope=None):
@@ -444,7 +446,7 @@ def convolve(x, w, bias, y, pad_h, pad_w, work, filters_ready=False, relu_slope=
     if not filters_ready:
         transform_filters(w, work.plans["g"], work.plans["g_t"], work.u)
     transform_bottom(x, pad_h, pad_w, work)
-    for k, c in work.groups():
+    for k, c in work.blocks:
         np.matmul(work.u[:, k], work.v[:, c], out=work.m_[:, k])
     transform_output(work.m_rows, y, work.plans["at"], work.m + work.r - 1, bias, work.tiles_h,
                      work.tiles_w, work.chunk, relu_slope is not None, float(relu_slope or 0.0))
@@ -468,7 +470,7 @@ def weight_gradient(dy, work, dw, bias_diff):
                        work.chunk, sums)
     if work.du is None:
         work.du = np.empty((work.m_.shape[0], dw.shape[0], dw.shape[1]), np.float32)
-    for k, c in work.groups():
+    for k, c in work.blocks:
         np.matmul(work.m_[:, k], work.v[:, c].transpose(0, 2, 1), out=work.du[:, k])
     transform_filters_grad(work.du, work.plans["g"], work.plans["g_t"], dw)
     if bias_diff.size:

@@ -30,11 +30,11 @@ kernel - 1 - pad, correlated with the rotated filters, in/out channels swapped -
 with reduction Cout * kernel instead of a reduction-Cout GEMM that writes a huge column
 matrix for col2im to read back.  Other layers' data gradients take the gemm route's way.
 
-``winograd`` -- for stride-1 undilated 2-D layers with 3x3 or 5x5 kernels: F(4x4, 3x3) or
-F(4x4, 5x5) (kernels/winograd_general.py, grouped too) for forward, data and weight
-gradient; ungrouped 3x3 layers with fewer than ``GENERAL_3X3_MIN_BATCH`` images and small
-outputs take the hand-written F(2x2, 3x3) (kernels/winograd.py) with the blocked route's
-weight gradient.
+``winograd`` -- for stride-1 undilated 2-D layers (grouped too) with 3x3 or 5x5 kernels:
+F(4x4, 3x3) or F(4x4, 5x5) (kernels/winograd_general.py) for forward, data and weight
+gradient; 3x3 layers with fewer than ``GENERAL_3X3_MIN_BATCH`` images and small outputs take
+the hand-written F(2x2, 3x3) (kernels/winograd.py) with the blocked route's weight
+gradient.
 A TEST net reuses its transformed filters while the weights keep their bits.
 
 Choosing (``auto``): a TEST-phase layer times each applicable route's forward once per
@@ -539,7 +539,7 @@ class Convolution(_ConvolutionBase):
     def _winograd_workspace(self, channels, num_output, out_spatial):
         """Buffers (and transforms) of this layer's Winograd variant for one product."""
         if not self._winograd_general():
-            return WG.Workspace(self.num, channels, num_output, *out_spatial)
+            return WG.Workspace(self.num, channels, num_output, *out_spatial, group=self.group)
         return WGG.Workspace(WINOGRAD_TILE[self.kernel[0]], self.kernel[0], self.num, channels,
                              num_output, *out_spatial, group=self.group)
 
@@ -604,8 +604,7 @@ class Convolution(_ConvolutionBase):
         """The routes that serve this layer; [1] (else [0]) stands in for a forced route
         that does not apply."""
         return ["gemm"] + ["blocked"] * self.blocked_ok + ["winograd"] * (
-            self.winograd_ok and (self.group == 1 or self._winograd_general())
-            and self._winograd_floats() <= WINOGRAD_MAX_FLOATS)
+            self.winograd_ok and self._winograd_floats() <= WINOGRAD_MAX_FLOATS)
 
     def _winograd_floats(self):
         """Floats of one Winograd product's transformed input and output (V and M): A*A

@@ -35,6 +35,7 @@ WINOGRAD_CASES = [
     ((1, 1, 5, 7), dict(num_output=2, kernel_size=5, pad_h=4, pad_w=1)),
     ((3, 2, 6, 5), dict(num_output=1, kernel_size=5, pad=3, bias_term="false")),
     ((4, 4, 5, 6), dict(num_output=6, kernel_size=3, pad=1, group=2)),
+    ((2, 4, 5, 6), dict(num_output=6, kernel_size=3, pad=1, group=2)),   # F(2x2, 3x3)
     ((2, 6, 7, 5), dict(num_output=3, kernel_size=5, pad=2, group=3)),
 ]
 
