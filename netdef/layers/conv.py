@@ -37,11 +37,12 @@ the hand-written F(2x2, 3x3) (kernels/winograd.py) with the blocked route's weig
 gradient.
 A TEST net reuses its transformed filters while the weights keep their bits.
 
-Choosing (``auto``): a TEST-phase layer times each applicable route's forward once per
-layer shape and process and keeps the fastest; a TRAIN-phase layer starts on
-``blocked`` (where it applies) and, at its first backward, times a whole forward +
-backward step of each route on its real blobs (restoring the top and the parameter
-diffs afterwards) and keeps the fastest.  ``layer.algo`` names the choice.
+Choosing (``auto``): a TEST-phase layer times each applicable route's forward
+(``TEST_TIMING_ROUNDS`` rounds, the routes taking turns) once per layer shape and process
+and keeps the fastest; a TRAIN-phase layer starts on ``blocked`` (where it applies) and,
+at its first backward, times a whole forward + backward step of each route on its real
+blobs (restoring the top and the parameter diffs afterwards) and keeps the fastest.
+``layer.algo`` names the choice.
 
 Two load-time rewrites for inference nets: ``Convolution.fuse_relu`` applies a following
 in-place ReLU inside the output pass, ``Convolution.fold_affine`` folds a following
@@ -104,14 +105,26 @@ def requested_algorithm():
     return algo
 
 
-def _best_of(fn, repeat=2):
-    fn()                                # first call: compile / load, warm caches
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
+# Timed rounds per candidate route when a TEST net chooses (its forwards are cheap, and at
+# batch 1 the routes are often within 20% of each other, where one sample on a busy machine
+# picked a route 36% slower than the best).
+TEST_TIMING_ROUNDS = 2
+
+
+def _fastest(candidates, run, rounds):
+    """The candidate whose ``run(candidate)`` takes least time: each runs once untimed
+    (compile / load, allocate, warm caches), then ``rounds`` timed rounds taking turns,
+    best time per candidate -- turns keep the machine's drift from favouring whichever
+    candidate ran in a quiet moment."""
+    for a in candidates:
+        run(a)
+    best = dict.fromkeys(candidates, float("inf"))
+    for _ in range(rounds):
+        for a in candidates:
+            t0 = time.perf_counter()
+            run(a)
+            best[a] = min(best[a], time.perf_counter() - t0)
+    return min(best, key=best.get)
 
 
 # -- geometry ------------------------------------------------------------------
@@ -644,11 +657,10 @@ class Convolution(_ConvolutionBase):
             return next((a for a in timed if a), candidates[1])
         key = self._shape_key(b, "test")
         if key not in _ALGO_CHOICE:
-            times = {}
-            for a in candidates:
+            def run(a):
                 self.algo = a
-                times[a] = _best_of(lambda: self.forward([b], [t]), repeat=1)
-            _ALGO_CHOICE[key] = min(times, key=times.get)
+                self.forward([b], [t])
+            _ALGO_CHOICE[key] = _fastest(candidates, run, TEST_TIMING_ROUNDS)
             self._release_unused(_ALGO_CHOICE[key])
         return _ALGO_CHOICE[key]
 
@@ -677,15 +689,14 @@ class Convolution(_ConvolutionBase):
         key = self._shape_key(b, "train", bool(propagate_down[0]))
         if key not in _ALGO_CHOICE:
             saved = [t.data.copy()] + [blob.diff.copy() for blob in self.blobs]
-            times = {}
-            for a in candidates:
+
+            def run(a):
                 self.algo = a
-                times[a] = _best_of(lambda: (self.forward([b], [t]),
-                                             self.backward([t], propagate_down[:1], [b])),
-                                    repeat=1)
+                self.forward([b], [t])
+                self.backward([t], propagate_down[:1], [b])
+            _ALGO_CHOICE[key] = _fastest(candidates, run, 1)
             for blob, values in zip([t] + self.blobs, saved, strict=True):
                 (blob.data if blob is t else blob.diff)[...] = values
-            _ALGO_CHOICE[key] = min(times, key=times.get)
             self._release_unused(_ALGO_CHOICE[key])
         self.algo = _ALGO_CHOICE[key]
 
