@@ -400,7 +400,7 @@ class Workspace:
     only their own (row blocks of V, U and M)."""
 
     def __init__(self, m, r, num, channels, num_output, out_h, out_w, group=1):
-        self.m, self.r, self.group = m, r, group
+        self.m, self.r = m, r
         self.at, self.g, self.bt = transforms(m, r)
         self.plans = {name: sparse_plan(c) for name, c in
                       (("at", self.at), ("bt", self.bt), ("at_t", self.at.T), ("g", self.g),
