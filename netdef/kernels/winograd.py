@@ -18,17 +18,12 @@ in/out channels swapped (winograd_general.flip_filters) and padding 2 - pad.
 import numpy as np
 from numba import njit, prange
 
-from .winograd_general import group_blocks
+from .winograd_general import group_blocks, tiles
 
 _U = np.uint64
 
 TILE = 2        # outputs per tile side
 ALPHA = 4       # input tile side (TILE + 3 - 1)
-
-
-def tiles(out_h, out_w):
-    """Tiles per output row and column."""
-    return (out_h + TILE - 1) // TILE, (out_w + TILE - 1) // TILE
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -211,7 +206,7 @@ class Workspace:
     V and M multiply each other only."""
 
     def __init__(self, num, channels, num_output, out_h, out_w, group=1):
-        self.tiles_h, self.tiles_w = tiles(out_h, out_w)
+        self.tiles_h, self.tiles_w = tiles(out_h, out_w, TILE)
         count = num * self.tiles_h * self.tiles_w
         self.blocks = group_blocks(num_output, channels, group)
         self.u = np.empty((16, num_output, channels // group), np.float32)

@@ -624,9 +624,8 @@ class Convolution(_ConvolutionBase):
         per tile for each input and output channel; tiles from the top's size."""
         m = WINOGRAD_TILE[self.kernel[0]] if self._winograd_general() else WG.TILE
         side = m + self.kernel[0] - 1
-        out = self.out_spatial
-        count = self.num * -(-out[0] // m) * -(-out[1] // m)
-        return side * side * (self.c_image + self.c_col) * count
+        tiles_h, tiles_w = WGG.tiles(*self.out_spatial, m)
+        return side * side * (self.c_image + self.c_col) * self.num * tiles_h * tiles_w
 
     def _timed_candidates(self):
         """The routes ``auto`` times: blocked only up to ``BLOCKED_MAX_OUTPUTS`` outputs
