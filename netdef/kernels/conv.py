@@ -25,6 +25,8 @@ All arrays are float32 and C-contiguous; ``col`` arguments are flat 1-D views.
 import numpy as np
 from numba import njit, prange
 
+from .gate import one_thread_below, set_num_threads
+
 _U = np.uint64
 
 
@@ -110,6 +112,7 @@ def im2col_2d(x, col, row_stride, n_stride, kernel_h, kernel_w, stride_h, stride
     N, C, H, W = x.shape
     xf = x.reshape(-1)
     kk = kernel_h * kernel_w
+    saved = one_thread_below(2 * C * kk * N * out_h * out_w)
     for r in prange(C * kk):
         c = r // kk
         k = r - c * kk
@@ -126,6 +129,7 @@ def im2col_2d(x, col, row_stride, n_stride, kernel_h, kernel_w, stride_h, stride
             for a in range(oh_lo, oh_hi):
                 _copy_row(col, base + a * out_w + lo, xf,
                           plane + (a * stride_h + off_h) * W, hi - lo, stride_w)
+    set_num_threads(saved)
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -145,6 +149,7 @@ def col2im_2d(col, x, row_stride, n_stride, kernel_h, kernel_w, stride_h, stride
     blocks = min(N, max(1, (8 + C - 1) // C))
     per_block = (N + blocks - 1) // blocks
     with_bias = bias.size > 0
+    saved = one_thread_below(x.size + C * kk * N * out_h * out_w)
     for task in prange(C * blocks):
         c = task // blocks
         n0 = (task - c * blocks) * per_block
@@ -172,6 +177,7 @@ def col2im_2d(col, x, row_stride, n_stride, kernel_h, kernel_w, stride_h, stride
 
 
 # -- N-D (any number >= 1 of spatial axes) ------------------------------------
+    set_num_threads(saved)
 @njit(cache=True, nogil=True)
 def _kernel_offsets(k, kernel, koff):
     """Decompose the flat kernel index k into per-axis offsets (last axis fastest)."""
@@ -218,6 +224,7 @@ def im2col_nd(x, col, row_stride, n_stride, in_shape, out_shape, kernel, stride,
     w_in = in_shape[D - 1]
     w_out = out_shape[D - 1]
     sw = stride[D - 1]
+    saved = one_thread_below(2 * C * kk * N * outer * w_out)
     for r in prange(C * kk):
         c = r // kk
         koff = np.empty(D, np.int64)
@@ -235,6 +242,7 @@ def im2col_nd(x, col, row_stride, n_stride, in_shape, out_shape, kernel, stride,
                 _copy_row(col, dst + lo, xf, (n * C + c) * P + src + off_w + lo * sw,
                           hi - lo, sw)
                 _zero(col, dst + hi, dst + w_out)
+    set_num_threads(saved)
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -249,6 +257,7 @@ def col2im_nd(col, x, row_stride, n_stride, in_shape, out_shape, kernel, stride,
     w_out = out_shape[D - 1]
     sw = stride[D - 1]
     with_bias = bias.size > 0
+    saved = one_thread_below(x.size + C * kk * N * outer * w_out)
     for c in prange(C):
         init = bias[c] if with_bias else np.float32(0.0)
         for n in range(N):
@@ -273,6 +282,7 @@ def col2im_nd(col, x, row_stride, n_stride, in_shape, out_shape, kernel, stride,
 
 
 # -- layout passes around the GEMMs -------------------------------------------
+    set_num_threads(saved)
 @njit(cache=True, nogil=True, inline="always")
 def _bias_row(df, d, sf, s, count, b, relu, slope):
     """df[d + p] = act(sf[s + p] + b) for p < count; act is Caffe's ReLU
@@ -298,11 +308,13 @@ def cn_to_nc(src, dst, bias, relu=False, slope=0.0):
     df = dst.reshape(-1)
     with_bias = bias.size > 0
     sl = np.float32(slope)
+    saved = one_thread_below(2 * dst.size)
     for task in prange(N * C):
         n = task // C
         c = task - n * C
         b = bias[c] if with_bias else np.float32(0.0)
         _bias_row(df, _U(task * P), sf, _U((c * N + n) * P), P, b, relu, sl)
+    set_num_threads(saved)
 
 
 @njit(cache=True, nogil=True, parallel=True, fastmath={"reassoc"})
@@ -317,6 +329,7 @@ def nc_to_cn(src, dst, bias_diff):
     sf = src.reshape(-1)
     df = dst.reshape(-1)
     with_bias = bias_diff.size > 0
+    saved = one_thread_below(2 * src.size)
     for c in prange(C):
         total = 0.0
         for n in range(N):
@@ -331,6 +344,7 @@ def nc_to_cn(src, dst, bias_diff):
                 total += part
         if with_bias:
             bias_diff[c] += total
+    set_num_threads(saved)
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -341,10 +355,12 @@ def add_channel_bias(x, bias, relu=False, slope=0.0):
     xf = x.reshape(-1)
     with_bias = bias.size > 0
     sl = np.float32(slope)
+    saved = one_thread_below(2 * x.size)
     for task in prange(N * C):
         b = bias[task % C] if with_bias else np.float32(0.0)
         start = _U(task * P)
         _bias_row(xf, start, xf, start, P, b, relu, sl)
+    set_num_threads(saved)
 
 
 @njit(cache=True, nogil=True, fastmath={"reassoc"})

@@ -6,7 +6,7 @@ layers: ``y is x`` forward, ``dx is dy`` backward).  Scalar parameters arrive as
 ``np.float32`` so the arithmetic stays in float32, as Caffe's does.
 
 Each kernel runs a plain loop below ``PARALLEL_MIN`` elements and a ``prange`` loop
-above it, so small blobs never pay for starting the thread pool.  ``error_model=
+above it, so small blobs never pay for waking the thread pool (see gate.py).  ``error_model=
 "numpy"`` drops the divide-by-zero check (which blocks SIMD) and gives C's inf/nan,
 as Caffe does.  Backward kernels overwrite ``dx``.
 """
@@ -16,7 +16,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-PARALLEL_MIN = 1 << 20
+from .gate import PARALLEL_MIN
 
 kernel = njit(cache=True, nogil=True, parallel=True, error_model="numpy")
 scalar = njit(cache=True, nogil=True, error_model="numpy")

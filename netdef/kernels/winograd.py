@@ -18,6 +18,7 @@ in/out channels swapped (winograd_general.flip_filters) and padding 2 - pad.
 import numpy as np
 from numba import njit, prange
 
+from .gate import one_thread_below, set_num_threads
 from .winograd_general import group_blocks, tiles
 
 _U = np.uint64
@@ -30,6 +31,7 @@ ALPHA = 4       # input tile side (TILE + 3 - 1)
 def transform_filters(w, u):
     """u[:, k, c] = G w[k, c] G^T flattened; w: (K, C, 3, 3); u: (16, K, C)."""
     K, C = w.shape[0], w.shape[1]
+    saved = one_thread_below(4 * u.size)
     for k in prange(K):
         t = np.empty((4, 3), np.float32)
         for c in range(C):
@@ -44,6 +46,7 @@ def transform_filters(w, u):
                 u[4 * i + 1, k, c] = 0.5 * (t[i, 0] + t[i, 1] + t[i, 2])
                 u[4 * i + 2, k, c] = 0.5 * (t[i, 0] - t[i, 1] + t[i, 2])
                 u[4 * i + 3, k, c] = t[i, 2]
+    set_num_threads(saved)
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -65,6 +68,7 @@ def transform_input(x, v, pad_h, pad_w, tiles_h, tiles_w):
     # the scratch columns 2j (j in [lo_e, hi_e)) and 2j + 1 (j in [lo_o, hi_o)) inside x
     lo_e, hi_e = (pad_w + 1) // 2, min(half, (W - 1 + pad_w) // 2 + 1)
     lo_o, hi_o = pad_w // 2, min(half, (W - 2 + pad_w) // 2 + 1)
+    saved = one_thread_below(4 * v.size)
     for c in prange(C):
         buf = np.zeros(4 * wp, np.float32)     # padding columns stay zero throughout
         for n in range(N):
@@ -88,6 +92,7 @@ def transform_input(x, v, pad_h, pad_w, tiles_h, tiles_w):
                             buf[odd + _U(j)] = 0.0
                 t0 = _U(c * T + (n * tiles_h + th) * tiles_w)
                 _input_tile_row(buf, vf, t0, plane_v, tiles_w, wp)
+    set_num_threads(saved)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -147,6 +152,7 @@ def transform_output(m, y, bias, tiles_h, tiles_w, relu, slope):
     wp = 2 * tiles_w
     sl = np.float32(slope)
     zero = np.float32(0.0)
+    saved = one_thread_below(4 * m.size)
     for task in prange(N * K):
         n = task // K
         k = task - n * K
@@ -167,6 +173,7 @@ def transform_output(m, y, bias, tiles_h, tiles_w, relu, slope):
                     else:
                         for q in range(_U(OW)):
                             yf[dst + q] = buf[src + q]
+    set_num_threads(saved)
 
 
 @njit(cache=True, nogil=True, inline="always")

@@ -29,6 +29,8 @@ from fractions import Fraction
 import numpy as np
 from numba import njit, prange
 
+from .gate import one_thread_below, set_num_threads
+
 _U = np.uint64
 
 # Interpolation points per tile side A (A - 1 finite points; infinity is the last).  Small
@@ -180,6 +182,7 @@ def transform_input(x, v, bt, m, pad_h, pad_w, tiles_h, tiles_w, chunk, by_chann
     xf = x.reshape(-1)
     vf = v.reshape(-1)
     row_v = _U(v.shape[1])
+    saved = one_thread_below(4 * v.size)
     for task in prange(outer * n_chunks):
         o = task // n_chunks
         l0 = (task - o * n_chunks) * chunk
@@ -221,6 +224,7 @@ def transform_input(x, v, bt, m, pad_h, pad_w, tiles_h, tiles_w, chunk, by_chann
                 src = e * per_image * lanes + li
                 for t in range(per_image):
                     vf[dst + t] = out[src + t * lanes]
+    set_num_threads(saved)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -248,6 +252,7 @@ def transform_output(mm, y, at, a_, bias, tiles_h, tiles_w, chunk, relu, slope):
     mf = mm.reshape(-1)
     yf = y.reshape(-1)
     row_m = _U(mm.shape[1])
+    saved = one_thread_below(4 * mm.size)
     for task in prange(K * n_chunks):
         k = task // n_chunks
         n0 = (task - k * n_chunks) * chunk
@@ -266,6 +271,7 @@ def transform_output(mm, y, at, a_, bias, tiles_h, tiles_w, chunk, relu, slope):
                 _combine(at, j, rows, i * aa * cnt, cnt, out, (i * mu + j) * cnt, cnt)
         _tile_pixels(out, yf, cnt, nc, _U(n0), _U(K * OH * OW), _U(k * OH * OW), tiles_h,
                      tiles_w, mu, OH, OW, True, b, relu, sl)
+    set_num_threads(saved)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -319,6 +325,7 @@ def transform_top_grad(dy, dm, at_t, m, tiles_h, tiles_w, chunk, bias_sums):
     yf = dy.reshape(-1)
     df = dm.reshape(-1)
     row_m = _U(dm.shape[1])
+    saved = one_thread_below(4 * dm.size)
     for task in prange(K * n_chunks):
         k = task // n_chunks
         q = task - k * n_chunks
@@ -339,6 +346,7 @@ def transform_top_grad(dy, dm, at_t, m, tiles_h, tiles_w, chunk, bias_sums):
         for a in range(aa):                              # ... then down each column
             for b in range(aa):
                 _combine(at_t, a, rows, b * cnt, aa * cnt, df, (a * aa + b) * row_m + t0, cnt)
+    set_num_threads(saved)
 
 
 @njit(cache=True, nogil=True)
