@@ -23,6 +23,8 @@ Caffe does.
 import numpy as np
 from numba import njit, prange
 
+from .gate import PARALLEL_MIN, one_thread_below, set_num_threads
+
 _U = np.uint64
 
 _LOWEST = np.float32(-3.4028234663852886e38)
@@ -42,7 +44,99 @@ def max_pool_forward(x, top, mask, kernel_h, kernel_w, stride_h, stride_w, pad_h
 @njit(cache=True, nogil=True)
 def max_pool_values(x, top, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w):
     """max_pool_forward's top without the mask (a TEST forward nothing reads it from)."""
-    _max_pool_rows(x, top, top, False, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w)
+    if stride_h == 1 and stride_w == 1 and 2 * pad_h == kernel_h - 1 \
+            and 2 * pad_w == kernel_w - 1 and x.shape[2] > 2 * pad_h \
+            and x.shape[3] > 2 * pad_w:
+        _max_pool_same(x, top, kernel_h, kernel_w, pad_h, pad_w)
+    else:
+        _max_pool_rows(x, top, top, False, kernel_h, kernel_w, stride_h, stride_w, pad_h,
+                       pad_w)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _max_pool_same(x, top, kernel_h, kernel_w, pad_h, pad_w):
+    """MAX values for stride 1 with the padding that keeps the size (kernel = 2 pad + 1:
+    GoogLeNet's 3x3 pad-1 inception pools), in whole-plane passes.
+
+    A plane and its output share one layout, so each pass is one flat unit-stride loop
+    over the plane (14x14 rows are too short for the per-row loops to vectorise): the
+    row maxima over the whole plane as if it were one long row, the pad_w columns at
+    each edge (whose windows wrapped into the next row) redone clipped, then the same
+    down the columns with the edge rows clipped.  Each pass scans its window in order
+    with a strict >, from -FLT_MAX, so the result is the row-major first maximum's bits,
+    as in ``_max_pool_rows``.
+    """
+    N, C, H, W = x.shape
+    HW = H * W
+    xf = x.reshape(-1)
+    tf = top.reshape(-1)
+    planes = N * C
+    work = 3 * planes * HW
+    blocks = min(planes, _BLOCKS) if work >= PARALLEL_MIN else 1
+    saved = one_thread_below(work)
+    for block in prange(blocks):
+        rows = np.empty(HW, np.float32)
+        for plane in range(block * planes // blocks, (block + 1) * planes // blocks):
+            base = _U(plane * HW)
+            _window_max(rows, _U(0), xf, base, _U(pad_w), _U(HW - pad_w), kernel_w, 1,
+                        pad_w)
+            for h in range(H):
+                for w in range(pad_w):
+                    _edge_max(rows, xf, base, h * W, w, W, pad_w)
+                    _edge_max(rows, xf, base, h * W, W - 1 - w, W, pad_w)
+            _window_max(tf, base, rows, _U(0), _U(pad_h * W), _U((H - pad_h) * W),
+                        kernel_h, W, pad_h)
+            for h in range(H):
+                if h < pad_h or h >= H - pad_h:
+                    lo, hi = max(h - pad_h, 0), min(h + pad_h + 1, H)
+                    out = base + _U(h * W)
+                    for q in range(_U(W)):
+                        tf[out + q] = _LOWEST
+                    for g in range(lo, hi):
+                        src = _U(g * W)
+                        for q in range(_U(W)):
+                            v = rows[src + q]
+                            m = tf[out + q]
+                            tf[out + q] = v if v > m else m
+    set_num_threads(saved)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _edge_max(rows, xf, base, r, w, W, pad):
+    """rows[r + w] = the first maximum of the plane's row at r over columns w +- pad,
+    clipped to the row."""
+    m = _LOWEST
+    for j in range(max(w - pad, 0), min(w + pad + 1, W)):
+        v = xf[base + _U(r + j)]
+        m = v if v > m else m
+    rows[r + w] = m
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _window_max(df, d0, sf, s0, lo, hi, kernel, step, pad):
+    """df[d0 + i] = the first maximum of sf[s0 + i + (j - pad) * step], j < kernel, for
+    lo <= i < hi: one flat pass per window offset (one pass in all for kernel 3)."""
+    src = s0 - _U(pad * step)
+    if kernel == 3:
+        st = _U(step)
+        for i in range(lo, hi):
+            m = _LOWEST
+            v = sf[src + i]
+            m = v if v > m else m
+            v = sf[src + st + i]
+            m = v if v > m else m
+            v = sf[src + st + st + i]
+            m = v if v > m else m
+            df[d0 + i] = m
+        return
+    for i in range(lo, hi):
+        df[d0 + i] = _LOWEST
+    for j in range(kernel):
+        at = src + _U(j * step)
+        for i in range(lo, hi):
+            v = sf[at + i]
+            m = df[d0 + i]
+            df[d0 + i] = v if v > m else m
 
 
 _BLOCKS = 128   # planes are dealt out in at most this many blocks, each with its own scratch
@@ -66,8 +160,10 @@ def _max_pool_rows(x, top, mask, track, kernel_h, kernel_w, stride_h, stride_w, 
     tf = top.reshape(-1)
     mf = mask.reshape(-1)
     planes = N * C
-    blocks = min(planes, _BLOCKS)
     width = max((PW - 1) * stride_w + kernel_w, pad_w + W)
+    work = 3 * planes * H * W
+    blocks = min(planes, _BLOCKS) if work >= PARALLEL_MIN else 1     # scratch per block
+    saved = one_thread_below(work)
     for block in prange(blocks):
         row = np.full(width, _LOWEST, np.float32)
         row_max = np.empty(H * PW, np.float32)
@@ -93,6 +189,7 @@ def _max_pool_rows(x, top, mask, track, kernel_h, kernel_w, stride_h, stride_w, 
                     _col_pass_at(row_max, row_at, tf, mf, col_at, t, PW, hs, he)
                 else:
                     _col_pass(row_max, tf, t, PW, hs, he)
+    set_num_threads(saved)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -244,6 +341,7 @@ def _max_pool_2x2(x, top, mask):
     xf = x.reshape(-1)
     tf = top.reshape(-1)
     mf = mask.reshape(-1)
+    saved = one_thread_below(N * C * (H * W + 2 * PH * PW))
     for plane in prange(N * C):
         for ph in range(PH):
             t0 = _U((plane * PH + ph) * PW)
@@ -282,6 +380,7 @@ def _max_pool_2x2(x, top, mask):
                             where = (r0 if i < 2 else r1) + np.int32(2 * q + (i & 1))
                     tf[t0 + q] = best
                     mf[t0 + q] = np.float32(where)
+    set_num_threads(saved)
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -292,6 +391,7 @@ def mask_pool_backward(top_diff, mask, bottom_diff, zero_first):
     tf = top_diff.reshape(-1)
     mf = mask.reshape(-1)
     bf = bottom_diff.reshape(-1)
+    saved = one_thread_below(N * C * (H * W + 2 * PH * PW))
     for plane in prange(N * C):
         bb = plane * H * W
         tb = plane * PH * PW
@@ -302,6 +402,7 @@ def mask_pool_backward(top_diff, mask, bottom_diff, zero_first):
             where = np.int64(mf[i])
             if where >= 0:
                 bf[_U(bb + where)] += tf[i]
+    set_num_threads(saved)
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -315,6 +416,7 @@ def ave_pool_forward(x, top, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_
         return
     xf = x.reshape(-1)
     tf = top.reshape(-1)
+    saved = one_thread_below(N * C * PH * PW * kernel_h * kernel_w)
     for plane in prange(N * C):
         xb = plane * H * W
         tb = plane * PH * PW
@@ -323,6 +425,7 @@ def ave_pool_forward(x, top, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_
                 tf[_U(tb + ph * PW + pw)] = _ave_window(xf, xb, H, W, ph, pw, kernel_h,
                                                         kernel_w, stride_h, stride_w,
                                                         pad_h, pad_w)
+    set_num_threads(saved)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -362,6 +465,7 @@ def _ave_pool_3x3s2(x, top):
     qh = max(0, min(PH, (H - 3) // 2 + 1))      # output rows/columns whose window fits
     qw = max(0, min(PW, (W - 3) // 2 + 1))
     nine = np.float32(9.0)
+    saved = one_thread_below(N * C * (H * W + PH * PW))
     for plane in prange(N * C):
         xb = plane * H * W
         for ph in range(qh):
@@ -387,6 +491,7 @@ def _ave_pool_3x3s2(x, top):
             for pw in range(PW):
                 tf[_U((plane * PH + ph) * PW + pw)] = _ave_window(xf, xb, H, W, ph, pw, 3, 3,
                                                                   2, 2, 0, 0)
+    set_num_threads(saved)
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -404,6 +509,7 @@ def ave_pool_backward(top_diff, bottom_diff, kernel_h, kernel_w, stride_h, strid
     qh = max(0, min(PH, (H - 3) // 2 + 1)) if fast else 0
     qw = max(0, min(PW, (W - 3) // 2 + 1)) if fast else 0
     nine = np.float32(9.0)
+    saved = one_thread_below(N * C * (H * W + PH * PW * kernel_h * kernel_w))
     for plane in prange(N * C):
         bb = plane * H * W
         tb = plane * PH * PW
@@ -444,6 +550,7 @@ def ave_pool_backward(top_diff, bottom_diff, kernel_h, kernel_w, stride_h, strid
                     row = _U(bb + h * W)
                     for w in range(_U(ws), _U(we)):
                         bf[row + w] += g
+    set_num_threads(saved)
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -460,6 +567,7 @@ def stochastic_pool_train(x, top, mask, rand, kernel_h, kernel_w, stride_h, stri
     tf = top.reshape(-1)
     mf = mask.reshape(-1)
     rf = rand.reshape(-1)
+    saved = one_thread_below(2 * N * C * PH * PW * kernel_h * kernel_w)
     for plane in prange(N * C):
         xb = plane * H * W
         tb = plane * PH * PW
@@ -488,6 +596,7 @@ def stochastic_pool_train(x, top, mask, rand, kernel_h, kernel_w, stride_h, stri
                         break
                 tf[tb + ph * PW + pw] = xf[xb + where]
                 mf[tb + ph * PW + pw] = where
+    set_num_threads(saved)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -510,6 +619,7 @@ def stochastic_pool_test(x, top, kernel_h, kernel_w, stride_h, stride_w):
     PH, PW = top.shape[2], top.shape[3]
     xf = x.reshape(-1)
     tf = top.reshape(-1)
+    saved = one_thread_below(2 * N * C * PH * PW * kernel_h * kernel_w)
     for plane in prange(N * C):
         xb = plane * H * W
         tb = plane * PH * PW
@@ -521,6 +631,7 @@ def stochastic_pool_test(x, top, kernel_h, kernel_w, stride_h, stride_w):
                 we = min(ws + kernel_w, W)
                 total, squares = _sums(xf, xb, W, hs, he, ws, we)
                 tf[tb + ph * PW + pw] = squares / total
+    set_num_threads(saved)
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -532,6 +643,7 @@ def stochastic_pool_test_backward(x, top_diff, bottom_diff, kernel_h, kernel_w, 
     xf = x.reshape(-1)
     tf = top_diff.reshape(-1)
     bf = bottom_diff.reshape(-1)
+    saved = one_thread_below(2 * N * C * PH * PW * kernel_h * kernel_w)
     for plane in prange(N * C):
         xb = plane * H * W
         tb = plane * PH * PW
@@ -550,3 +662,4 @@ def stochastic_pool_test_backward(x, top_diff, bottom_diff, kernel_h, kernel_w, 
                     for w in range(ws, we):
                         i = xb + h * W + w
                         bf[i] += g * (2 * xf[i] * total - squares)
+    set_num_threads(saved)

@@ -124,6 +124,11 @@ SPECIAL = np.array([0.0, -0.0, 1.0, -1.0, np.nan, np.inf, -np.inf,
 @pytest.mark.parametrize("shape,k,s,p", GEOMETRIES + [
     ((2, 3, 11, 10), (3, 3), (2, 2), (0, 0)),      # CIFAR/CaffeNet-style, ceil-clipped edge
     ((1, 4, 7, 7), (3, 3), (1, 1), (1, 1)),        # GoogLeNet's 3x3 stride 1 pad 1
+    ((2, 3, 14, 14), (3, 3), (1, 1), (1, 1)),      # ... whole-plane passes, values only
+    ((1, 2, 3, 3), (3, 3), (1, 1), (1, 1)),
+    ((1, 2, 6, 9), (5, 3), (1, 1), (2, 1)),
+    ((1, 2, 5, 8), (1, 5), (1, 1), (0, 2)),
+    ((1, 2, 5, 4), (5, 5), (1, 1), (2, 2)),        # kernel wider than the plane: rows
     ((1, 2, 6, 9), (4, 3), (3, 2), (2, 1)),
 ])
 @pytest.mark.parametrize("seed", range(4))
