@@ -15,13 +15,6 @@ import argparse
 import statistics
 import time
 
-import numba
-import numpy as np
-
-import netdef  # noqa: F401, I001  (first: sets the thread policy before numpy loads BLAS)
-from netdef.kernels import conv as KC
-from netdef.kernels.gate import PARALLEL_MIN
-
 SIZES = (1 << 16, 1 << 18, 1 << 19, 1 << 20, 1 << 21, 1 << 22)
 CHANNELS = 64
 
@@ -30,6 +23,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=200)
     args = ap.parse_args()
+    import netdef  # noqa: F401, I001  (first: its thread policy, before numpy loads BLAS)
+    import numba
+    import numpy as np
+    from netdef.kernels import conv as KC
+    from netdef.kernels.gate import PARALLEL_MIN
+
     threads = numba.get_num_threads()
     gemm = np.ones((256, 256), np.float32)
     gemm_out = np.empty_like(gemm)

@@ -1,11 +1,13 @@
 """When a parallel loop is worth its threads: the one rule for netdef's ``prange`` kernels.
 
 numba's OpenMP workers wait passively (the thread policy in netdef/threads.py), so every
-parallel region first wakes them.  Measured on a 2-core VM (docs/performance.md) that
-costs 15-100 us per region, while a one-core pass over 256k floats (a bias + ReLU
-output pass) takes ~80 us: below ~400k floats the serial pass wins, and a batch-1
-GoogLeNet forward starts ~150 regions.  So a kernel whose work is below
-``PARALLEL_MIN`` runs its ``prange`` loops on the calling thread alone:
+parallel region first wakes them, which on the measured 2-core VM costs 15-100 us and
+varies from minute to minute (docs/performance.md, ``benchmarks/bench_gate.py``): a bias +
+ReLU pass over 262k floats ran 1.2x faster on two threads in one run and 2x slower in the
+next, and two threads only won in every run from ~4M floats.  A batch-1 GoogLeNet forward
+starts ~150 regions, most of them over less than that.  So a kernel whose work is below
+``PARALLEL_MIN`` (a pass over 512k floats: ~0.2-0.3 ms on one core) runs its ``prange``
+loops on the calling thread alone:
 
     saved = one_thread_below(work)
     for i in prange(n):
@@ -14,8 +16,8 @@ GoogLeNet forward starts ~150 regions.  So a kernel whose work is below
 
 ``work`` counts the floats a plain pass over the kernel's data would move (read +
 written); kernels that compute more per float scale it up.  Element-wise kernels in
-neuron.py / eltwise.py pick between a ``range`` and a ``prange`` copy of their loop by the
-same constant.
+neuron.py / eltwise.py pick between a ``range`` and a ``prange`` copy of their loop by
+comparing their element count with the same constant.
 
 The thread count is numba's per-thread setting, reached through the symbols its
 threading layer registers when it starts, which it does before it compiles or loads any
@@ -26,7 +28,7 @@ the layer at import instead would make a fork after ``import netdef`` unsafe.)
 
 from numba import njit, types
 
-PARALLEL_MIN = 1 << 19
+PARALLEL_MIN = 1 << 20
 
 # The signatures numba itself declares them with (parallel loops call get_num_threads).
 _get_threads = types.ExternalFunction("get_num_threads", types.intp())

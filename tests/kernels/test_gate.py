@@ -55,7 +55,7 @@ def same_bits(a, b):
 
 
 # Shapes whose work is above PARALLEL_MIN, so these runs take the parallel loops.
-BIG = (2, 32, 96, 96)
+BIG = (2, 32, 128, 128)
 
 
 @pytest.mark.skipif(not MANY_THREADS, reason="numba has one thread here")
