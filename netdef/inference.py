@@ -14,6 +14,13 @@ pycaffe user can see after a full forward, and nothing at all for any other call
   ``net.params`` reaches it at once; a folded clone holds a copy, refreshed after any
   read of ``net.params`` or ``net.layers`` / ``net.layer_dict``, any weight load and
   ``refresh()``.
+* Sibling 1x1 convolutions.  1x1 convolutions (stride 1, no padding, one group) that
+  read the same buffer -- an Inception module's 1x1, 3x3_reduce and 5x5_reduce -- run
+  as one GEMM with their filters stacked (small GEMMs run well below the SGEMM rate:
+  GoogLeNet's 16-48-filter reduces at 20-35 GFLOP/s against ~100), then one bias (+ fused
+  ReLU) pass per member into its own top.  Members later in the layer order move up to
+  the first one when no layer in between writes the shared input or touches their
+  tops.  The stacked filters are a copy, refreshed as the folded clones' are.
 * A tight loop.  Layers whose output shapes follow from their bottoms' shapes
   (``SHAPE_PURE``) are reshaped only when an input blob's shape changed; Split, Input,
   in-place TEST Dropout and Silence, which compute nothing in TEST, are skipped.
@@ -37,6 +44,7 @@ import numpy as np
 
 from .blob import Blob
 from .errors import LayerError
+from .kernels import conv as KC
 from .layer import create_layer
 from .log import logger
 from .proto import caffe_pb2
@@ -170,6 +178,76 @@ def refold(fusion):
     clone.fold_affine(a, c)
 
 
+# -- sibling 1x1 convolutions -------------------------------------------------------
+class SiblingConvs:
+    """1x1 convolutions that read one buffer, run as one GEMM (see the module docstring).
+
+    ``layers`` are the layers that compute them (fused clones where there are), each with
+    one bottom (all sharing a buffer) and one top.  Called like a layer's forward with
+    (bottoms, tops) of the members in order."""
+
+    def __init__(self, layers):
+        self.layers = layers
+        ends = np.cumsum([0] + [layer.num_output for layer in layers])
+        self.rows = list(zip(ends[:-1], ends[1:], strict=True))
+        self.weights = None
+        self._scratch = np.zeros(0, np.float32)
+        self.refresh()
+
+    def refresh(self):
+        """Stack the members' current filters (after any refold)."""
+        self.weights = np.concatenate([layer.blobs[0].data.reshape(layer.num_output, -1)
+                                       for layer in self.layers])
+
+    def forward(self, bottoms, tops):
+        x = bottoms[0].data
+        num, channels = x.shape[0], x.shape[1]
+        positions = x.size // max(num * channels, 1)
+        x = x.reshape(num, channels, positions)
+        total = self.weights.shape[0]
+        if self._scratch.size < total * positions:
+            self._scratch = np.zeros(total * positions, np.float32)
+        out = self._scratch[: total * positions].reshape(total, positions)
+        for n in range(num):
+            np.matmul(self.weights, x[n], out=out)
+            for (k0, k1), layer, top in zip(self.rows, self.layers, tops, strict=True):
+                dst = top.data.reshape(num, k1 - k0, positions)[n:n + 1]
+                slope = layer.fused_relu
+                KC.cn_to_nc(out[k0:k1], dst, layer._bias(), slope is not None,
+                            float(slope or 0.0))
+
+
+def _sibling_ok(layer, bottoms, tops):
+    return (layer.type == "Convolution" and getattr(layer, "is_1x1", False)
+            and not layer.transposed and layer.group == 1 and layer.channel_axis == 1
+            and len(bottoms) == 1 and len(tops) == 1 and bottoms[0].count > 0)
+
+
+def find_siblings(order, runs):
+    """Groups of positions in ``order`` (only those in ``runs``) of sibling 1x1
+    convolutions, each group's later members movable up to its first: between them no
+    run layer writes the shared input buffer or reads or writes a member's top."""
+    by_input = {}
+    for i in runs:
+        layer, bottoms, tops = order[i]
+        if _sibling_ok(layer, bottoms, tops):
+            key = (_address(bottoms[0]), bottoms[0].shape)
+            by_input.setdefault(key, []).append(i)
+    groups = []
+    for key, members in by_input.items():
+        first = members[0]
+        group = [first]
+        for j in members[1:]:
+            top = _address(order[j][2][0])
+            between = [order[k] for k in runs if first < k < j and k not in group]
+            if all(_address(t) != key[0] for _, _, ts in between for t in ts) and all(
+                    _address(b) != top for _, bs, ts in between for b in list(bs) + list(ts)):
+                group.append(j)
+        if len(group) > 1:
+            groups.append(group)
+    return groups
+
+
 # -- memory ------------------------------------------------------------------------
 def _address(blob):
     return blob.data.__array_interface__["data"][0]
@@ -239,13 +317,28 @@ class InferencePlan:
             if f is not None:
                 layer = build_clone(net, f)
             order.append((layer, net.bottom_vecs[i], net.top_vecs[i]))
-        self.order = order
-        self.steps = [(layer.forward, b, t) for i, (layer, b, t) in enumerate(order)
-                      if i not in absorbed and not _idle_in_test(layer, b, t)]
-        self.reshapes = [(layer.reshape, b, t) for layer, b, t in order]
-        self.runs = [(layer.reshape, layer.forward if i not in absorbed and not
-                      _idle_in_test(layer, b, t) else None, b, t)
+        run = [i for i, (layer, b, t) in enumerate(order)
+               if i not in absorbed and not _idle_in_test(layer, b, t)]
+        self.runs = [(layer.reshape, layer.forward if i in run else None, b, t)
                      for i, (layer, b, t) in enumerate(order)]
+        groups = find_siblings(order, run) if fuse and self.static else []
+        self.siblings = [SiblingConvs([order[i][0] for i in g]) for g in groups]
+        first_of = {g[0]: (g, sib) for g, sib in zip(groups, self.siblings, strict=True)}
+        moved = {i for g in groups for i in g[1:]}
+        self.order, self.steps = [], []
+        for i in range(len(order)):
+            if i in moved:
+                continue
+            if i in first_of:
+                g, sib = first_of[i]
+                self.order.extend(order[j] for j in g)
+                self.steps.append((sib.forward, order[i][1], [order[j][2][0] for j in g]))
+                continue
+            self.order.append(order[i])
+            if i in run:
+                layer, b, t = order[i]
+                self.steps.append((layer.forward, b, t))
+        self.reshapes = [(layer.reshape, b, t) for layer, b, t in self.order]
         self.reuse_memory = bool(reuse_memory)
         if self.reuse_memory and not self.static:
             odd = sorted({layer.type for layer in net.layers if layer.type not in SHAPE_PURE})
@@ -264,19 +357,23 @@ class InferencePlan:
         self._shapes = None
         self._stale = False
         logger.info("Optimized net '%s' for inference: %d convolutions fused (%d layers "
-                    "absorbed), %d of %d layers run%s", net.name, len(self.fusions),
-                    len(absorbed), len(self.steps), len(net.layers),
+                    "absorbed), %d groups of sibling 1x1 convolutions, %d steps for %d "
+                    "layers%s", net.name, len(self.fusions), len(absorbed),
+                    len(self.siblings), len(self.steps), len(net.layers),
                     ", blob memory reused" if self.reuse_memory else "")
 
     def invalidate(self):
-        """The original weights may have changed: refold before the next forward."""
-        if any(f.folds for f in self.fusions):
+        """The original weights may have changed: refold (and restack) before the next
+        forward."""
+        if self.siblings or any(f.folds for f in self.fusions):
             self._stale = True
 
     def refresh(self):
         for f in self.fusions:
             if f.folds:
                 refold(f)
+        for sib in self.siblings:
+            sib.refresh()
         self._stale = False
 
     def forward(self):

@@ -3,12 +3,13 @@ loop, the liveness memory plan -- and that nothing a pycaffe user sees changes."
 
 import json
 import os
+import types
 
 import numpy as np
 import pytest
 
 from netdef.errors import LayerError, NetdefError
-from netdef.inference import affine_of, find_fusions
+from netdef.inference import affine_of, find_fusions, find_siblings
 from netdef.net import Net
 from tests.shared import DATA, need
 
@@ -348,3 +349,95 @@ def test_memory_plan_reuses_equal_sized_buffers_only_after_their_last_reader():
     assert any(np.shares_memory(blobs["e"].data, blobs[n].data) for n in "abc")
     assert not np.shares_memory(blobs["f"].data, blobs["e"].data)     # f is the output
     assert fast.inference_plan.saved_bytes > 0
+
+
+# An Inception-style block: 'a', 'b' and 'c' are 1x1 convolutions of 'data' (a Split),
+# 'c' after 'b2' in the layer order; 'd' is a 1x1 of the pooled data.
+SIBLINGS = """
+name: "siblings"
+layer { name: "data" type: "Input" top: "data"
+  input_param { shape { dim: 2 dim: 8 dim: 5 dim: 5 } } }
+layer { name: "a" type: "Convolution" bottom: "data" top: "a"
+  convolution_param { num_output: 4 kernel_size: 1 } }
+layer { name: "relu_a" type: "ReLU" bottom: "a" top: "a" }
+layer { name: "b" type: "Convolution" bottom: "data" top: "b"
+  convolution_param { num_output: 3 kernel_size: 1 } }
+layer { name: "relu_b" type: "ReLU" bottom: "b" top: "b" relu_param { negative_slope: 0.2 } }
+layer { name: "b2" type: "Convolution" bottom: "b" top: "b2"
+  convolution_param { num_output: 5 kernel_size: 3 pad: 1 } }
+layer { name: "c" type: "Convolution" bottom: "data" top: "c"
+  convolution_param { num_output: 2 kernel_size: 1 bias_term: false } }
+layer { name: "pool" type: "Pooling" bottom: "data" top: "pool"
+  pooling_param { pool: MAX kernel_size: 3 pad: 1 stride: 1 } }
+layer { name: "d" type: "Convolution" bottom: "pool" top: "d"
+  convolution_param { num_output: 3 kernel_size: 1 } }
+layer { name: "cat" type: "Concat" bottom: "a" bottom: "b2" bottom: "c" bottom: "d"
+  top: "out" }
+"""
+
+
+def sibling_net(text=SIBLINGS, seed=3, **optimize):
+    net = Net(text, phase="TEST")
+    rng = np.random.default_rng(seed)
+    for blobs in net.params.values():
+        for blob in blobs:
+            blob.data[...] = rng.uniform(-1, 1, blob.shape)
+    if optimize:
+        net.optimize_for_inference(**optimize)
+    return net
+
+
+def sibling_groups(net):
+    return [[layer.name for layer in sib.layers] for sib in net.inference_plan.siblings]
+
+
+@pytest.mark.parametrize("reuse", [False, True])
+def test_sibling_1x1_convolutions_run_as_one_gemm(reuse):
+    plain, fast = sibling_net(), sibling_net(reuse_memory=reuse)
+    assert sibling_groups(fast) == [["a", "b", "c"]]
+    x = np.random.default_rng(4).uniform(-1, 1, (2, 8, 5, 5)).astype(np.float32)
+    want = plain.forward(data=x)["out"].copy()
+    for _ in range(2):
+        np.testing.assert_allclose(fast.forward(data=x)["out"], want, rtol=1e-5, atol=1e-5)
+    if not reuse:
+        assert_blobs_equal(fast, plain)
+    x3 = np.random.default_rng(5).uniform(-1, 1, (3, 8, 5, 5)).astype(np.float32)
+    for net in (plain, fast):
+        net.blobs["data"].reshape(3, 8, 5, 5)
+    np.testing.assert_allclose(fast.forward(data=x3)["out"], plain.forward(data=x3)["out"],
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_surgery_on_a_sibling_reaches_the_next_forward():
+    plain, fast = sibling_net(), sibling_net(fuse=True)
+    x = np.random.default_rng(6).uniform(-1, 1, (2, 8, 5, 5)).astype(np.float32)
+    fast.forward(data=x)
+    for net in (plain, fast):
+        net.params["c"][0].data[...] *= -2.0
+        net.params["b"][1].data[...] += 0.5
+    np.testing.assert_allclose(fast.forward(data=x)["out"], plain.forward(data=x)["out"],
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_a_sibling_is_not_moved_past_a_layer_that_writes_their_input():
+    # Caffe's own nets cannot do this (an in-place layer on a blob other layers read is
+    # refused), but a Python layer may write its bottom: 'b' must then stay after it.
+    net = sibling_net()
+    steps = {layer.name: (layer, net.bottom_vecs[i], net.top_vecs[i])
+             for i, layer in enumerate(net.layers)}
+    writer = (types.SimpleNamespace(type="Python"), [], [net.blobs["data"]])
+    order = [steps["a"], writer, steps["b"], steps["c"]]
+    assert find_siblings(order, [0, 1, 2, 3]) == []
+    order = [steps["a"], steps["b"], writer, steps["c"]]
+    assert find_siblings(order, [0, 1, 2, 3]) == [[0, 1]]
+    assert find_siblings(order, [0, 1, 3]) == [[0, 1, 3]]      # the writer does not run
+
+
+def test_googlenet_inception_modules_each_have_one_sibling_group():
+    net = Net(os.path.join(os.path.dirname(__file__), "..", "models", "googlenet",
+                           "deploy.prototxt"), phase="TEST")
+    net.optimize_for_inference()
+    groups = sibling_groups(net)
+    assert len(groups) == 9
+    assert all([n.split("/")[1] for n in g] == ["1x1", "3x3_reduce", "5x5_reduce"]
+               for g in groups)
