@@ -269,9 +269,54 @@ def transform_output(mm, y, at, a_, bias, tiles_h, tiles_w, chunk, relu, slope):
         for i in range(mu):                    # ... then along each row
             for j in range(mu):
                 _combine(at, j, rows, i * aa * cnt, cnt, out, (i * mu + j) * cnt, cnt)
-        _tile_pixels(out, yf, cnt, nc, _U(n0), _U(K * OH * OW), _U(k * OH * OW), tiles_h,
-                     tiles_w, mu, OH, OW, True, b, relu, sl)
+        if nc == 1 and m == 4:
+            _tiles_to_plane4(out, yf, cnt, _U((n0 * K + k) * OH * OW), tiles_h, tiles_w,
+                             OH, OW, b, relu, sl)
+        else:
+            _tile_pixels(out, yf, cnt, nc, _U(n0), _U(K * OH * OW), _U(k * OH * OW),
+                         tiles_h, tiles_w, mu, OH, OW, True, b, relu, sl)
     set_num_threads(saved)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _tiles_to_plane4(tiles, planes, cnt, plane, tiles_h, tiles_w, OH, OW, b, relu, slope):
+    """``_tile_pixels`` writing one image's 4 x 4 tiles: each output row gathers its four
+    tile columns j from four unit-stride runs over the tiles (the general walk reads
+    them one pixel at a time, stride ``cnt`` apart); the row's cropped last tile, if
+    any, goes pixel by pixel."""
+    zero = np.float32(0.0)
+    full = _U(OW // 4)
+    tw_n = _U(tiles_w)
+    for th in range(_U(tiles_h)):
+        for i in range(_U(4)):
+            oh = th * _U(4) + i
+            if oh >= _U(OH):
+                break
+            row = plane + oh * _U(OW)
+            s0 = (i * _U(4)) * cnt + th * tw_n
+            s1 = s0 + cnt
+            s2 = s1 + cnt
+            s3 = s2 + cnt
+            for tw in range(full):
+                z0 = tiles[s0 + tw] + b
+                z1 = tiles[s1 + tw] + b
+                z2 = tiles[s2 + tw] + b
+                z3 = tiles[s3 + tw] + b
+                if relu:
+                    z0 = max(z0, zero) + slope * min(z0, zero)
+                    z1 = max(z1, zero) + slope * min(z1, zero)
+                    z2 = max(z2, zero) + slope * min(z2, zero)
+                    z3 = max(z3, zero) + slope * min(z3, zero)
+                d = row + tw * _U(4)
+                planes[d] = z0
+                planes[d + _U(1)] = z1
+                planes[d + _U(2)] = z2
+                planes[d + _U(3)] = z3
+            for ow in range(full * _U(4), _U(OW)):
+                z = tiles[s0 + (ow & _U(3)) * cnt + (ow >> _U(2))] + b
+                if relu:
+                    z = max(z, zero) + slope * min(z, zero)
+                planes[row + ow] = z
 
 
 @njit(cache=True, nogil=True, inline="always")

@@ -50,6 +50,8 @@ CASES = [  # (N, C, H, W), K, r, m, pad, chunk images (None: the workspace's own
     ((1, 2, 4, 4), 2, 3, 2, (2, 0), None),
     ((1, 9, 7, 9), 4, 5, 4, (2, 2), None),      # few images, >= 8 channels: runs over channels
     ((2, 10, 6, 5), 3, 3, 4, (1, 0), None),
+    ((1, 3, 10, 11), 2, 3, 4, (1, 1), None),    # one image, m = 4: whole tile rows out
+    ((3, 2, 7, 9), 4, 3, 4, (1, 1), 1),         # ... image by image
 ]
 
 
