@@ -10,6 +10,7 @@ be reassociated, which lets the compiler vectorise them (several times faster).
 import numpy as np
 from numba import njit, prange
 
+from .gate import one_thread_below, set_num_threads
 from .softmax import FAST
 
 
@@ -40,11 +41,17 @@ def _times_pow_neg(out, a, s, beta):
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=FAST)
 def _lrn_across_sample(y, scale, x, size, alpha_over_size, k, beta):
-    """One sample.  x, y, scale: (C, S).
+    """One sample.  x, y, scale: (C, S); see ``_lrn_window_sums``."""
+    _lrn_window_sums(scale, x, size, alpha_over_size, k)
+    for c in range(x.shape[0]):
+        _times_pow_neg(y[c], x[c], scale[c], beta)
 
-    scale[c] = k + alpha/size * sum of x^2 over channels c-(size-1)/2 .. c+(size-1)/2,
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=FAST)
+def _lrn_window_sums(scale, x, size, alpha_over_size, k):
+    """scale[c] = k + alpha/size * sum of x^2 over channels c-(size-1)/2 .. c+(size-1)/2,
     kept as a running sum over the channels (add the head, drop the tail).
-    """
+    x, scale: (C, S)."""
     channels, spatial = x.shape
     pre = (size - 1) // 2
     for s in range(spatial):
@@ -63,8 +70,6 @@ def _lrn_across_sample(y, scale, x, size, alpha_over_size, k, beta):
         if tail >= 0:
             for s in range(spatial):
                 scale[c, s] -= alpha_over_size * (x[tail, s] * x[tail, s])
-    for c in range(channels):
-        _times_pow_neg(y[c], x[c], scale[c], beta)
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=FAST)
@@ -94,19 +99,28 @@ def _lrn_across_sample_backward(dx, dy, x, y, scale, accum, size, cache_ratio, b
                 accum[s] -= dy[tail, s] * y[tail, s] / scale[tail, s]
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath=FAST)
-def lrn_across_forward(y, scale, x, size, alpha_over_size, k, beta):
-    """y, scale: (N, C, S) from x: (N, C, S); see ``_lrn_across_sample``."""
-    for n in range(x.shape[0]):
-        _lrn_across_sample(y[n], scale[n], x[n], size, alpha_over_size, k, beta)
-
-
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=FAST,
       parallel=True)
 def lrn_across_forward_parallel(y, scale, x, size, alpha_over_size, k, beta):
     """``lrn_across_forward`` with the samples spread over threads (big batches)."""
     for n in prange(x.shape[0]):
         _lrn_across_sample(y[n], scale[n], x[n], size, alpha_over_size, k, beta)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=FAST,
+      parallel=True)
+def lrn_across_forward(y, scale, x, size, alpha_over_size, k, beta):
+    """y, scale: (N, C, S) from x: (N, C, S), sample by sample (few samples): the window
+    sums (a running sum, ``_lrn_window_sums``), then x * scale^-beta -- two roots and a
+    division per element, the larger part -- with the channels spread over threads when
+    the sample is big enough (``gate``).  Bit for bit ``lrn_across_forward_parallel``."""
+    channels, spatial = x.shape[1], x.shape[2]
+    for n in range(x.shape[0]):
+        _lrn_window_sums(scale[n], x[n], size, alpha_over_size, k)
+        saved = one_thread_below(8 * channels * spatial)
+        for c in prange(channels):
+            _times_pow_neg(y[n, c], x[n, c], scale[n, c], beta)
+        set_num_threads(saved)
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=FAST)

@@ -124,6 +124,16 @@ def test_lrn_parallel_kernels_match_serial():
     np.testing.assert_array_equal(d1, d2)
 
 
+def test_lrn_one_big_sample_with_channels_over_threads_matches_serial():
+    x = RNG.standard_normal((1, 64, 128 * 128)).astype(np.float32)
+    args = (5, np.float32(1e-4 / 5), np.float32(1.0), np.float32(0.75))
+    y1, s1, y2, s2 = (np.zeros_like(x) for _ in range(4))
+    K.lrn_across_forward(y1, s1, x, *args)                  # channels over threads
+    K.lrn_across_forward_parallel(y2, s2, x, *args)         # one sample: one thread
+    np.testing.assert_array_equal(y1, y2)
+    np.testing.assert_array_equal(s1, s2)
+
+
 @pytest.mark.parametrize("size", [0, 2, 4])
 def test_lrn_even_size_is_refused(size):
     with pytest.raises(LayerError, match=f"layer 'l'.*local_size.*{size}"):
