@@ -58,12 +58,17 @@ def _zero(a, start, stop):
 
 @njit(cache=True, nogil=True, inline="always")
 def _copy_row(dst, d0, src, s0, count, step):
-    """dst[d0 + i] = src[s0 + i*step] for i < count."""
+    """dst[d0 + i] = src[s0 + i*step] for i < count.  Stride 2 (AlexNet's and GoogLeNet's
+    first layers) has its own loop: with the stride a constant, the compiler vectorises
+    it with shuffles instead of loading element by element."""
     d = _U(d0)
     s = _U(s0)
     if step == 1:
         for i in range(_U(count)):
             dst[d + i] = src[s + i]
+    elif step == 2:
+        for i in range(_U(count)):
+            dst[d + i] = src[s + i * _U(2)]
     else:
         st = _U(step)
         for i in range(_U(count)):
