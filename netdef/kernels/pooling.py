@@ -197,7 +197,18 @@ def _row_pass(row, row_max, out, PW, kernel_w, stride_w):
     """row_max[out + q] = the first maximum of window q of the padded row."""
     n = _U(PW)
     s = _U(stride_w)
-    if kernel_w == 3:
+    if kernel_w == 3 and stride_w == 2:         # a constant stride: vectorised loads
+        for q in range(n):
+            j = q * _U(2)
+            m = _LOWEST
+            v = row[j]
+            m = v if v > m else m
+            v = row[j + _U(1)]
+            m = v if v > m else m
+            v = row[j + _U(2)]
+            m = v if v > m else m
+            row_max[out + q] = m
+    elif kernel_w == 3:
         for q in range(n):
             j = q * s
             m = _LOWEST
