@@ -442,11 +442,12 @@ class Net:
     # ------------------------------------------------------------------ inference
     def optimize_for_inference(self, fuse=True, reuse_memory=False, keep=()):
         """Opt in to the inference plan for full forwards of this TEST net (see
-        netdef/inference.py): Conv + in-place BatchNorm/Scale/ReLU fused, reshapes only
-        when an input shape changes, idle layers skipped; with ``reuse_memory``, blobs
-        other than inputs, outputs and ``keep`` share buffers (their values are then not
-        kept after a forward).  Partial forwards, params, save and weight loading keep
-        using the net's own layers.  Returns the net."""
+        netdef/inference.py): Conv + in-place BatchNorm/Scale/ReLU fused, sibling 1x1
+        convolutions stacked into one GEMM, reshapes only when an input shape changes,
+        idle layers skipped; with ``reuse_memory``, blobs other than inputs, outputs and
+        ``keep`` share buffers (their values are then not kept after a forward).  Partial
+        forwards, params, save and weight loading keep using the net's own layers.
+        Returns the net."""
         from .inference import InferencePlan
 
         if self._inference is not None:
