@@ -17,8 +17,10 @@ timeout, passive OpenMP waits), so they take turns rather than fight: the GEMMs 
 glue kernels never run at the same time.
 
 Numba's threading layer is OpenMP when numba can load it (a parallel region starts in
-3-5 us, against ~50 us for TBB and ~120 us for the workqueue; netdef launches many
-short kernels), else whatever numba picks.
+3-5 us while its workers are awake, against ~50 us for TBB and ~120 us for the workqueue;
+netdef launches many short kernels), else whatever numba picks.  Passive waits make every
+region wake its sleeping workers first, 15-100 us on the measured VM, so kernels run their
+parallel loops on one thread below ``kernels.gate.PARALLEL_MIN`` work.
 """
 
 import os
