@@ -193,32 +193,42 @@ def _max_pool_rows(x, top, mask, track, kernel_h, kernel_w, stride_h, stride_w, 
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _max3(row, j):
+    """The first maximum of row[j], row[j + 1], row[j + 2], from -FLT_MAX."""
+    m = _LOWEST
+    v = row[j]
+    m = v if v > m else m
+    v = row[j + _U(1)]
+    m = v if v > m else m
+    v = row[j + _U(2)]
+    return v if v > m else m
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _max3_at(row, j, i):
+    """_max3 and its winner's index (i for row[j], ...; -1 when nothing beat -FLT_MAX)."""
+    m = _LOWEST
+    at = np.int32(-1)
+    for k in range(3):
+        v = row[j + _U(k)]
+        g = v > m
+        m = v if g else m
+        at = i + np.int32(k) if g else at
+    return m, at
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _row_pass(row, row_max, out, PW, kernel_w, stride_w):
-    """row_max[out + q] = the first maximum of window q of the padded row."""
+    """row_max[out + q] = the first maximum of window q of the padded row.  Stride 2 has
+    its own loop: with the stride a constant the compiler vectorises the loads."""
     n = _U(PW)
     s = _U(stride_w)
-    if kernel_w == 3 and stride_w == 2:         # a constant stride: vectorised loads
+    if kernel_w == 3 and stride_w == 2:
         for q in range(n):
-            j = q * _U(2)
-            m = _LOWEST
-            v = row[j]
-            m = v if v > m else m
-            v = row[j + _U(1)]
-            m = v if v > m else m
-            v = row[j + _U(2)]
-            m = v if v > m else m
-            row_max[out + q] = m
+            row_max[out + q] = _max3(row, q * _U(2))
     elif kernel_w == 3:
         for q in range(n):
-            j = q * s
-            m = _LOWEST
-            v = row[j]
-            m = v if v > m else m
-            v = row[j + _U(1)]
-            m = v if v > m else m
-            v = row[j + _U(2)]
-            m = v if v > m else m
-            row_max[out + q] = m
+            row_max[out + q] = _max3(row, q * s)
     else:
         for q in range(n):
             row_max[out + q] = _LOWEST
@@ -234,26 +244,14 @@ def _row_pass_at(row, row_max, row_at, out, PW, kernel_w, stride_w, first):
     """_row_pass, also recording the winner's plane index (``first`` is padded column 0's)."""
     n = _U(PW)
     s = _U(stride_w)
-    if kernel_w == 3:
+    if kernel_w == 3 and stride_w == 2:
+        for q in range(n):
+            j = q * _U(2)
+            row_max[out + q], row_at[out + q] = _max3_at(row, j, np.int32(j) + first)
+    elif kernel_w == 3:
         for q in range(n):
             j = q * s
-            i = np.int32(j) + first
-            m = _LOWEST
-            at = np.int32(-1)
-            v = row[j]
-            g = v > m
-            m = v if g else m
-            at = i if g else at
-            v = row[j + _U(1)]
-            g = v > m
-            m = v if g else m
-            at = i + np.int32(1) if g else at
-            v = row[j + _U(2)]
-            g = v > m
-            m = v if g else m
-            at = i + np.int32(2) if g else at
-            row_max[out + q] = m
-            row_at[out + q] = at
+            row_max[out + q], row_at[out + q] = _max3_at(row, j, np.int32(j) + first)
     else:
         for q in range(n):
             row_max[out + q] = _LOWEST
