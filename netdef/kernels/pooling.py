@@ -88,16 +88,8 @@ def _max_pool_same(x, top, kernel_h, kernel_w, pad_h, pad_w):
                         kernel_h, W, pad_h)
             for h in range(H):
                 if h < pad_h or h >= H - pad_h:
-                    lo, hi = max(h - pad_h, 0), min(h + pad_h + 1, H)
-                    out = base + _U(h * W)
-                    for q in range(_U(W)):
-                        tf[out + q] = _LOWEST
-                    for g in range(lo, hi):
-                        src = _U(g * W)
-                        for q in range(_U(W)):
-                            v = rows[src + q]
-                            m = tf[out + q]
-                            tf[out + q] = v if v > m else m
+                    _col_pass(rows, tf, base + _U(h * W), W, max(h - pad_h, 0),
+                              min(h + pad_h + 1, H))
     set_num_threads(saved)
 
 
@@ -118,16 +110,8 @@ def _window_max(df, d0, sf, s0, lo, hi, kernel, step, pad):
     lo <= i < hi: one flat pass per window offset (one pass in all for kernel 3)."""
     src = s0 - _U(pad * step)
     if kernel == 3:
-        st = _U(step)
         for i in range(lo, hi):
-            m = _LOWEST
-            v = sf[src + i]
-            m = v if v > m else m
-            v = sf[src + st + i]
-            m = v if v > m else m
-            v = sf[src + st + st + i]
-            m = v if v > m else m
-            df[d0 + i] = m
+            df[d0 + i] = _max3(sf, src + i, _U(step))
         return
     for i in range(lo, hi):
         df[d0 + i] = _LOWEST
@@ -193,14 +177,14 @@ def _max_pool_rows(x, top, mask, track, kernel_h, kernel_w, stride_h, stride_w, 
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _max3(row, j):
-    """The first maximum of row[j], row[j + 1], row[j + 2], from -FLT_MAX."""
+def _max3(src, j, step):
+    """The first maximum of src[j], src[j + step], src[j + 2 step], from -FLT_MAX."""
     m = _LOWEST
-    v = row[j]
+    v = src[j]
     m = v if v > m else m
-    v = row[j + _U(1)]
+    v = src[j + step]
     m = v if v > m else m
-    v = row[j + _U(2)]
+    v = src[j + step + step]
     return v if v > m else m
 
 
@@ -225,10 +209,10 @@ def _row_pass(row, row_max, out, PW, kernel_w, stride_w):
     s = _U(stride_w)
     if kernel_w == 3 and stride_w == 2:
         for q in range(n):
-            row_max[out + q] = _max3(row, q * _U(2))
+            row_max[out + q] = _max3(row, q * _U(2), _U(1))
     elif kernel_w == 3:
         for q in range(n):
-            row_max[out + q] = _max3(row, q * s)
+            row_max[out + q] = _max3(row, q * s, _U(1))
     else:
         for q in range(n):
             row_max[out + q] = _LOWEST
@@ -277,16 +261,9 @@ def _col_pass(row_max, tf, t, PW, hs, he):
     """tf[t + q] = the first maximum of row_max rows hs..he-1 at column q."""
     n = _U(PW)
     if he - hs == 3:
-        r0, r1, r2 = _three_rows(hs, n)
+        r0 = _U(hs) * n
         for q in range(n):
-            m = _LOWEST
-            v = row_max[r0 + q]
-            m = v if v > m else m
-            v = row_max[r1 + q]
-            m = v if v > m else m
-            v = row_max[r2 + q]
-            m = v if v > m else m
-            tf[t + q] = m
+            tf[t + q] = _max3(row_max, r0 + q, n)
     else:
         for q in range(n):
             tf[t + q] = _LOWEST
