@@ -319,7 +319,8 @@ class InferencePlan:
             order.append((layer, net.bottom_vecs[i], net.top_vecs[i]))
         run = [i for i, (layer, b, t) in enumerate(order)
                if i not in absorbed and not _idle_in_test(layer, b, t)]
-        self.runs = [(layer.reshape, layer.forward if i in run else None, b, t)
+        running = set(run)
+        self.runs = [(layer.reshape, layer.forward if i in running else None, b, t)
                      for i, (layer, b, t) in enumerate(order)]
         groups = find_siblings(order, run) if fuse and self.static else []
         self.siblings = [SiblingConvs([order[i][0] for i in g]) for g in groups]
@@ -335,7 +336,7 @@ class InferencePlan:
                 self.steps.append((sib.forward, order[i][1], [order[j][2][0] for j in g]))
                 continue
             self.order.append(order[i])
-            if i in run:
+            if i in running:
                 layer, b, t = order[i]
                 self.steps.append((layer.forward, b, t))
         self.reshapes = [(layer.reshape, b, t) for layer, b, t in self.order]
