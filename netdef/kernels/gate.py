@@ -26,13 +26,19 @@ kernel would hold ctypes pointers, and numba refuses to cache kernels that do; s
 the layer at import instead would make a fork after ``import netdef`` unsafe.)
 """
 
-from numba import njit, types
+from numba import config, njit, types
 
 PARALLEL_MIN = 1 << 20
 
-# The signatures numba itself declares them with (parallel loops call get_num_threads).
-_get_threads = types.ExternalFunction("get_num_threads", types.intp())
-_set_threads = types.ExternalFunction("set_num_threads", types.void(types.intc))
+if config.DISABLE_JIT:      # kernels run as plain Python (a debugging mode): nothing to gate
+    def _get_threads():
+        return 1
+
+    def _set_threads(count):
+        pass
+else:   # the signatures numba itself declares them with (parallel loops call the first)
+    _get_threads = types.ExternalFunction("get_num_threads", types.intp())
+    _set_threads = types.ExternalFunction("set_num_threads", types.void(types.intc))
 
 
 @njit(cache=True, nogil=True, inline="always")

@@ -107,20 +107,23 @@ def _edge_max(rows, xf, base, r, w, W, pad):
 @njit(cache=True, nogil=True, inline="always")
 def _window_max(df, d0, sf, s0, lo, hi, kernel, step, pad):
     """df[d0 + i] = the first maximum of sf[s0 + i + (j - pad) * step], j < kernel, for
-    lo <= i < hi: one flat pass per window offset (one pass in all for kernel 3)."""
-    src = s0 - _U(pad * step)
+    lo <= i < hi (lo >= pad * step): one flat pass per window offset (one pass in all for
+    kernel 3)."""
+    first = s0 + (lo - _U(pad * step))
+    n = hi - lo
+    d = d0 + lo
     if kernel == 3:
-        for i in range(lo, hi):
-            df[d0 + i] = _max3(sf, src + i, _U(step))
+        for i in range(n):
+            df[d + i] = _max3(sf, first + i, _U(step))
         return
-    for i in range(lo, hi):
-        df[d0 + i] = _LOWEST
+    for i in range(n):
+        df[d + i] = _LOWEST
     for j in range(kernel):
-        at = src + _U(j * step)
-        for i in range(lo, hi):
+        at = first + _U(j * step)
+        for i in range(n):
             v = sf[at + i]
-            m = df[d0 + i]
-            df[d0 + i] = v if v > m else m
+            m = df[d + i]
+            df[d + i] = v if v > m else m
 
 
 _BLOCKS = 128   # planes are dealt out in at most this many blocks, each with its own scratch

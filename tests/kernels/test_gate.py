@@ -1,6 +1,10 @@
 """The parallel-loop gate: small work runs on one thread, the caller's thread count comes
 back, and the gated kernels compute the same bits on one thread and on all of them."""
 
+import os
+import subprocess
+import sys
+
 import numba
 import numpy as np
 import pytest
@@ -142,3 +146,21 @@ def test_winograd_above_the_gate_matches_one_thread(general):
     single, parallel = one_and_all(run)
     for a, b in zip(single, parallel, strict=True):
         same_bits(a, b)
+
+
+def test_gated_kernels_run_as_plain_python_with_the_jit_disabled():
+    """NUMBA_DISABLE_JIT=1 (a debugging mode) runs the kernels as Python: the gate must too."""
+    code = (
+        "import numpy as np, netdef\n"
+        "from netdef.kernels import conv as KC, pooling as KP\n"
+        "x = np.arange(8, dtype=np.float32).reshape(1, 2, 4) - 4\n"
+        "KC.add_channel_bias(x, np.ones(2, np.float32), True, 0.0)\n"
+        "p = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)\n"
+        "t = np.empty_like(p)\n"
+        "KP.max_pool_values(p, t, 3, 3, 1, 1, 1, 1)\n"
+        "print(x.min(), x.max(), t[0, 0, 0, 0], t[0, 0, 3, 3])\n")
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
+    out = subprocess.run([sys.executable, "-W", "error", "-c", code], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["0.0", "4.0", "5.0", "15.0"]
