@@ -284,7 +284,6 @@ def _tiles_to_plane4(tiles, planes, cnt, plane, tiles_h, tiles_w, OH, OW, b, rel
     tile columns j from four unit-stride runs over the tiles (the general walk reads
     them one pixel at a time, stride ``cnt`` apart); the row's cropped last tile, if
     any, goes pixel by pixel."""
-    zero = np.float32(0.0)
     full = _U(OW // 4)
     tw_n = _U(tiles_w)
     for th in range(_U(tiles_h)):
@@ -298,25 +297,24 @@ def _tiles_to_plane4(tiles, planes, cnt, plane, tiles_h, tiles_w, OH, OW, b, rel
             s2 = s1 + cnt
             s3 = s2 + cnt
             for tw in range(full):
-                z0 = tiles[s0 + tw] + b
-                z1 = tiles[s1 + tw] + b
-                z2 = tiles[s2 + tw] + b
-                z3 = tiles[s3 + tw] + b
-                if relu:
-                    z0 = max(z0, zero) + slope * min(z0, zero)
-                    z1 = max(z1, zero) + slope * min(z1, zero)
-                    z2 = max(z2, zero) + slope * min(z2, zero)
-                    z3 = max(z3, zero) + slope * min(z3, zero)
                 d = row + tw * _U(4)
-                planes[d] = z0
-                planes[d + _U(1)] = z1
-                planes[d + _U(2)] = z2
-                planes[d + _U(3)] = z3
+                planes[d] = _output(tiles[s0 + tw], b, relu, slope)
+                planes[d + _U(1)] = _output(tiles[s1 + tw], b, relu, slope)
+                planes[d + _U(2)] = _output(tiles[s2 + tw], b, relu, slope)
+                planes[d + _U(3)] = _output(tiles[s3 + tw], b, relu, slope)
             for ow in range(full * _U(4), _U(OW)):
-                z = tiles[s0 + (ow & _U(3)) * cnt + (ow >> _U(2))] + b
-                if relu:
-                    z = max(z, zero) + slope * min(z, zero)
-                planes[row + ow] = z
+                planes[row + ow] = _output(tiles[s0 + (ow & _U(3)) * cnt + (ow >> _U(2))], b,
+                                           relu, slope)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _output(v, b, relu, slope):
+    """act(v + b): the fused (leaky) ReLU max(z, 0) + slope * min(z, 0) when ``relu``."""
+    z = v + b
+    if relu:
+        zero = np.float32(0.0)
+        z = max(z, zero) + slope * min(z, zero)
+    return z
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -328,7 +326,6 @@ def _tile_pixels(tiles, planes, cnt, nc, n0, plane_step, plane_off, tiles_h, til
     fused (leaky) ReLU when ``relu``), else copies the planes in and returns their sum.
     Tile pixels past the image are skipped."""
     total = 0.0
-    zero = np.float32(0.0)
     for n in range(nc):
         plane = (n0 + n) * plane_step + plane_off
         for th in range(_U(tiles_h)):
@@ -343,10 +340,7 @@ def _tile_pixels(tiles, planes, cnt, nc, n0, plane_step, plane_off, tiles_h, til
                         ow = tw * m + j
                         if ow < OW:
                             if to_planes:
-                                z = tiles[t + j * cnt] + b
-                                if relu:
-                                    z = max(z, zero) + slope * min(z, zero)
-                                planes[row + ow] = z
+                                planes[row + ow] = _output(tiles[t + j * cnt], b, relu, slope)
                             else:
                                 z = planes[row + ow]
                                 tiles[t + j * cnt] = z
