@@ -121,7 +121,7 @@ def cases():
             lambda x=x, work=work: WGG.transform_bottom(x, 2, 2, work))
         add(f"Winograd output transform {net}", note, work.m_.nbytes + y.nbytes,
             lambda y=y, work=work, b=no_bias: WGG.transform_output(
-                work.m_rows, y, work.plans["at"], 8, b, work.tiles_h, work.tiles_w,
+                work.m_rows, y, work.plans["at"], work.at_pairs, 8, b, work.tiles_h, work.tiles_w,
                 work.chunk, False, 0.0))
         sums = np.zeros((kout, 0))
         add(f"Winograd top-gradient transform {net}", note, y.nbytes + work.m_.nbytes,

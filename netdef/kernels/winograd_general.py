@@ -54,6 +54,9 @@ MIN_RUN_IMAGES = 8
 # Floats added to each of the A*A rows of V and M so rows are not a multiple of 4 KiB
 # apart (the output transform reads A rows at once; see winograd.ROW_PAD).
 ROW_PAD = 16
+# Fewest M columns one output-transform task runs over at a time (a block of channels
+# when a chunk holds the whole batch).
+OUTPUT_RUN = 128
 
 
 def transforms(m, r):
@@ -235,11 +238,18 @@ def _row_transform(plan, row, xs, src0, tile_step, nc, dst, dst0, tiles_w):
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def transform_output(mm, y, at, a_, bias, tiles_h, tiles_w, chunk, relu, slope):
+def transform_output(mm, y, at, pairs, a_, bias, tiles_h, tiles_w, chunk, relu, slope):
     """y[n, k, th*m + i, tw*m + j] = act((A^T M[:, k, t] A)[i, j] + bias[k]) (cropped to y);
     act: a fused (leaky) ReLU max(z, 0) + slope * min(z, 0) when ``relu``.  mm: (A*A,
     >= K*T) in transform_input's tile order; y: (N, K, OH, OW); bias: (K,) or empty; at:
-    A^T as a ``sparse_plan``, a_ = A."""
+    A^T as a ``sparse_plan``, a_ = A; pairs: ``output_pairs(A^T)`` (empty: use ``at``).
+
+    One task per chunk of images and block of output channels: with the whole batch in
+    one chunk, the M columns of consecutive channels are contiguous, and a block of them
+    makes runs of at least ``OUTPUT_RUN`` columns (a batch-1 14 x 14 layer has only 16
+    tiles per channel).  A^T goes down each tile column, then along each row, both over
+    the task's run of columns; the tiles then go to their image planes.
+    """
     N, K, OH, OW = y.shape
     m = at[0].shape[0]
     aa, mu = _U(a_), _U(m)
@@ -249,41 +259,129 @@ def transform_output(mm, y, at, a_, bias, tiles_h, tiles_w, chunk, relu, slope):
     sl = np.float32(slope)
     zero = np.float32(0.0)
     n_chunks = (N + chunk - 1) // chunk
+    per_block = 1
+    if n_chunks == 1:
+        per_block = max(1, min(K // 4, -(-OUTPUT_RUN // T)))
+    n_blocks = (K + per_block - 1) // per_block
     mf = mm.reshape(-1)
     yf = y.reshape(-1)
     row_m = _U(mm.shape[1])
     saved = one_thread_below(4 * mm.size)
-    for task in prange(K * n_chunks):
-        k = task // n_chunks
-        n0 = (task - k * n_chunks) * chunk
+    for task in prange(n_blocks * n_chunks):
+        kb = task // n_chunks
+        n0 = (task - kb * n_chunks) * chunk
+        k0 = kb * per_block
+        kn = min(K, k0 + per_block) - k0
         nc = _U(min(N, n0 + chunk) - n0)
         cnt = _U(per_image) * nc
-        b = bias[k] if with_bias else zero
-        t0 = _U(k * T + n0 * per_image)
-        rows = np.empty(m * a_ * cnt, np.float32)
-        for i in range(mu):                    # A^T down each column: rows[i*A + col]
-            for col in range(aa):
-                _combine(at, i, mf, col * row_m + t0, aa * row_m, rows, (i * aa + col) * cnt,
-                         cnt)
-        out = np.empty(m * m * cnt, np.float32)
-        for i in range(mu):                    # ... then along each row
-            for j in range(mu):
-                _combine(at, j, rows, i * aa * cnt, cnt, out, (i * mu + j) * cnt, cnt)
-        if nc == 1 and m == 4:
-            _tiles_to_plane4(out, yf, cnt, _U((n0 * K + k) * OH * OW), tiles_h, tiles_w,
-                             OH, OW, b, relu, sl)
+        run = cnt * _U(kn)
+        t0 = _U(k0 * T + n0 * per_image)
+        rows = np.empty(m * a_ * run, np.float32)
+        out = np.empty(m * m * run, np.float32)
+        if pairs.size:
+            for col in range(aa):              # A^T down each column: rows[i*A + col]
+                _pairs_at(pairs, mf, col * row_m + t0, aa * row_m, rows, col * run,
+                          aa * run, run)
+            for i in range(mu):                # ... then along each row
+                _pairs_at(pairs, rows, i * aa * run, run, out, i * mu * run, run, run)
         else:
-            _tile_pixels(out, yf, cnt, nc, _U(n0), _U(K * OH * OW), _U(k * OH * OW),
-                         tiles_h, tiles_w, mu, OH, OW, True, b, relu, sl)
+            for i in range(mu):
+                for col in range(aa):
+                    _combine(at, i, mf, col * row_m + t0, aa * row_m, rows,
+                             (i * aa + col) * run, run)
+            for i in range(mu):
+                for j in range(mu):
+                    _combine(at, j, rows, i * aa * run, run, out, (i * mu + j) * run, run)
+        for kk in range(kn):
+            k = k0 + kk
+            b = bias[k] if with_bias else zero
+            base = _U(kk) * cnt
+            if nc == 1 and m == 4:
+                _tiles_to_plane4(out, base, run, yf, _U((n0 * K + k) * OH * OW), tiles_h,
+                                 tiles_w, OH, OW, b, relu, sl)
+            else:
+                _tile_pixels(out, base, run, nc, yf, _U(n0), _U(K * OH * OW),
+                             _U(k * OH * OW), tiles_h, tiles_w, mu, OH, OW, True, b, relu, sl)
     set_num_threads(saved)
 
 
+def output_pairs(at):
+    """The finite points p of A^T (m = 4) when they come in pairs (p, -p) after the point 0
+    and before infinity -- POINTS for A = 6 and 8 -- as float32; else empty (the general
+    ``sparse_plan`` route).  With pairs, each output row is a sum over the pairs of
+    p^i (x_p + (-1)^i x_-p), which ``_pairs_at`` computes with ~2.5x fewer loads."""
+    m, a_ = at.shape
+    none = np.zeros(0, np.float32)
+    if m != 4 or a_ % 2 or a_ < 4:
+        return none
+    pts = at[1, 1:a_ - 1:2]
+    expect = np.zeros_like(at)
+    expect[0, 0] = expect[m - 1, a_ - 1] = 1.0
+    for q, p in enumerate(pts):
+        for i in range(m):
+            expect[i, 1 + 2 * q] = p ** i
+            expect[i, 2 + 2 * q] = (-p) ** i
+    return pts.astype(np.float32) if np.array_equal(expect, at) else none
+
+
 @njit(cache=True, nogil=True, inline="always")
-def _tiles_to_plane4(tiles, planes, cnt, plane, tiles_h, tiles_w, OH, OW, b, relu, slope):
-    """``_tile_pixels`` writing one image's 4 x 4 tiles: each output row gathers its four
-    tile columns j from four unit-stride runs over the tiles (the general walk reads
-    them one pixel at a time, stride ``cnt`` apart); the row's cropped last tile, if
-    any, goes pixel by pixel."""
+def _pairs_at(pairs, src, s0, step, dst, d0, dstep, n):
+    """dst[d0 + i*dstep + t] = (A^T x)[i] for i < 4, x[a] = src[s0 + a*step + t], t < n,
+    A^T having ``output_pairs`` ``pairs`` (two or three).  One loop per output row: a
+    loop storing to four rows would need more run-time overlap checks than LLVM makes
+    before it vectorises; one body for both pair counts did not vectorise either
+    (measured: 7x slower than these)."""
+    if pairs.size == 2:
+        _two_pairs_at(pairs[0], pairs[1], src, s0, step, dst, d0, dstep, n)
+    else:
+        _three_pairs_at(pairs[0], pairs[1], pairs[2], src, s0, step, dst, d0, dstep, n)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _two_pairs_at(p1, p2, src, s0, step, dst, d0, dstep, n):
+    a1, b1, a2, b2 = s0 + step, s0 + _U(2) * step, s0 + _U(3) * step, s0 + _U(4) * step
+    last = s0 + _U(5) * step
+    e1, e2, e3 = d0 + dstep, d0 + _U(2) * dstep, d0 + _U(3) * dstep
+    for t in range(n):
+        dst[d0 + t] = src[s0 + t] + (src[a1 + t] + src[b1 + t]) + (src[a2 + t] + src[b2 + t])
+    for t in range(n):
+        dst[e1 + t] = p1 * (src[a1 + t] - src[b1 + t]) + p2 * (src[a2 + t] - src[b2 + t])
+    for t in range(n):
+        dst[e2 + t] = (p1 * p1 * (src[a1 + t] + src[b1 + t])
+                       + p2 * p2 * (src[a2 + t] + src[b2 + t]))
+    for t in range(n):
+        dst[e3 + t] = (p1 * p1 * p1 * (src[a1 + t] - src[b1 + t])
+                       + p2 * p2 * p2 * (src[a2 + t] - src[b2 + t]) + src[last + t])
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _three_pairs_at(p1, p2, p3, src, s0, step, dst, d0, dstep, n):
+    a1, b1, a2, b2 = s0 + step, s0 + _U(2) * step, s0 + _U(3) * step, s0 + _U(4) * step
+    a3, b3, last = s0 + _U(5) * step, s0 + _U(6) * step, s0 + _U(7) * step
+    e1, e2, e3 = d0 + dstep, d0 + _U(2) * dstep, d0 + _U(3) * dstep
+    for t in range(n):
+        dst[d0 + t] = (src[s0 + t] + (src[a1 + t] + src[b1 + t])
+                       + (src[a2 + t] + src[b2 + t]) + (src[a3 + t] + src[b3 + t]))
+    for t in range(n):
+        dst[e1 + t] = (p1 * (src[a1 + t] - src[b1 + t]) + p2 * (src[a2 + t] - src[b2 + t])
+                       + p3 * (src[a3 + t] - src[b3 + t]))
+    for t in range(n):
+        dst[e2 + t] = (p1 * p1 * (src[a1 + t] + src[b1 + t])
+                       + p2 * p2 * (src[a2 + t] + src[b2 + t])
+                       + p3 * p3 * (src[a3 + t] + src[b3 + t]))
+    for t in range(n):
+        dst[e3 + t] = (p1 * p1 * p1 * (src[a1 + t] - src[b1 + t])
+                       + p2 * p2 * p2 * (src[a2 + t] - src[b2 + t])
+                       + p3 * p3 * p3 * (src[a3 + t] - src[b3 + t]) + src[last + t])
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _tiles_to_plane4(tiles, base, stride, planes, plane, tiles_h, tiles_w, OH, OW, b, relu,
+                     slope):
+    """``_tile_pixels`` writing one image's 4 x 4 tiles (pixel (i, j) of tile t at base +
+    (4i + j)*stride + t): each output row gathers its four tile columns j from four
+    unit-stride runs over the tiles (the general walk reads them one pixel at a time,
+    ``stride`` apart); the row's cropped last tile, if any, goes pixel by pixel."""
     full = _U(OW // 4)
     tw_n = _U(tiles_w)
     for th in range(_U(tiles_h)):
@@ -292,10 +390,10 @@ def _tiles_to_plane4(tiles, planes, cnt, plane, tiles_h, tiles_w, OH, OW, b, rel
             if oh >= _U(OH):
                 break
             row = plane + oh * _U(OW)
-            s0 = (i * _U(4)) * cnt + th * tw_n
-            s1 = s0 + cnt
-            s2 = s1 + cnt
-            s3 = s2 + cnt
+            s0 = base + (i * _U(4)) * stride + th * tw_n
+            s1 = s0 + stride
+            s2 = s1 + stride
+            s3 = s2 + stride
             for tw in range(full):
                 d = row + tw * _U(4)
                 planes[d] = _output(tiles[s0 + tw], b, relu, slope)
@@ -303,8 +401,8 @@ def _tiles_to_plane4(tiles, planes, cnt, plane, tiles_h, tiles_w, OH, OW, b, rel
                 planes[d + _U(2)] = _output(tiles[s2 + tw], b, relu, slope)
                 planes[d + _U(3)] = _output(tiles[s3 + tw], b, relu, slope)
             for ow in range(full * _U(4), _U(OW)):
-                planes[row + ow] = _output(tiles[s0 + (ow & _U(3)) * cnt + (ow >> _U(2))], b,
-                                           relu, slope)
+                planes[row + ow] = _output(tiles[s0 + (ow & _U(3)) * stride + (ow >> _U(2))],
+                                           b, relu, slope)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -318,12 +416,13 @@ def _output(v, b, relu, slope):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _tile_pixels(tiles, planes, cnt, nc, n0, plane_step, plane_off, tiles_h, tiles_w, m, OH,
-                 OW, to_planes, b, relu, slope):
+def _tile_pixels(tiles, base, stride, nc, planes, n0, plane_step, plane_off, tiles_h, tiles_w,
+                 m, OH, OW, to_planes, b, relu, slope):
     """Between a chunk's m*m tile rows (``tiles``: pixel (i, j) of image n's tile (th, tw) at
-    (i*m + j)*cnt + (th*tiles_w + tw)*nc + n) and the image planes (``planes``: image n0 + n
-    at (n0 + n)*plane_step + plane_off): ``to_planes`` writes act(tile + b) out (act: the
-    fused (leaky) ReLU when ``relu``), else copies the planes in and returns their sum.
+    base + (i*m + j)*stride + (th*tiles_w + tw)*nc + n) and the image planes (``planes``:
+    image n0 + n at (n0 + n)*plane_step + plane_off): ``to_planes`` writes act(tile + b)
+    out (act: the fused (leaky) ReLU when ``relu``), else copies the planes in and returns
+    their sum.
     Tile pixels past the image are skipped."""
     total = 0.0
     for n in range(nc):
@@ -335,15 +434,16 @@ def _tile_pixels(tiles, planes, cnt, nc, n0, plane_step, plane_off, tiles_h, til
                     break
                 row = plane + oh * _U(OW)
                 for tw in range(_U(tiles_w)):
-                    t = (i * m) * cnt + (th * _U(tiles_w) + tw) * nc + n
+                    t = base + (i * m) * stride + (th * _U(tiles_w) + tw) * nc + n
                     for j in range(m):
                         ow = tw * m + j
                         if ow < OW:
                             if to_planes:
-                                planes[row + ow] = _output(tiles[t + j * cnt], b, relu, slope)
+                                planes[row + ow] = _output(tiles[t + j * stride], b, relu,
+                                                           slope)
                             else:
                                 z = planes[row + ow]
-                                tiles[t + j * cnt] = z
+                                tiles[t + j * stride] = z
                                 total += z
     return total
 
@@ -372,9 +472,9 @@ def transform_top_grad(dy, dm, at_t, m, tiles_h, tiles_w, chunk, bias_sums):
         nc = _U(min(N, n0 + chunk) - n0)
         cnt = _U(per_image) * nc
         g = np.zeros(m * m * cnt, np.float32)     # tile pixels past the image stay zero
-        total = _tile_pixels(g, yf, cnt, nc, _U(n0), _U(K * OH * OW), _U(k * OH * OW),
-                             tiles_h, tiles_w, mu, OH, OW, False, np.float32(0.0), False,
-                             np.float32(0.0))
+        total = _tile_pixels(g, _U(0), cnt, nc, yf, _U(n0), _U(K * OH * OW),
+                             _U(k * OH * OW), tiles_h, tiles_w, mu, OH, OW, False,
+                             np.float32(0.0), False, np.float32(0.0))
         if want_bias:
             bias_sums[k, q] = total
         rows = np.empty(m * a_ * cnt, np.float32)       # (i, b): A along each row
@@ -452,6 +552,7 @@ class Workspace:
         self.plans = {name: sparse_plan(c) for name, c in
                       (("at", self.at), ("bt", self.bt), ("at_t", self.at.T), ("g", self.g),
                        ("g_t", self.g.T))}
+        self.at_pairs = output_pairs(self.at)
         self.tiles_h, self.tiles_w = tiles(out_h, out_w, m)
         per_image = self.tiles_h * self.tiles_w
         a = m + r - 1
@@ -495,8 +596,9 @@ def convolve(x, w, bias, y, pad_h, pad_w, work, filters_ready=False, relu_slope=
     transform_bottom(x, pad_h, pad_w, work)
     for k, c in work.blocks:
         np.matmul(work.u[:, k], work.v[:, c], out=work.m_[:, k])
-    transform_output(work.m_rows, y, work.plans["at"], work.m + work.r - 1, bias, work.tiles_h,
-                     work.tiles_w, work.chunk, relu_slope is not None, float(relu_slope or 0.0))
+    transform_output(work.m_rows, y, work.plans["at"], work.at_pairs, work.m + work.r - 1, bias,
+                     work.tiles_h, work.tiles_w, work.chunk, relu_slope is not None,
+                     float(relu_slope or 0.0))
 
 
 def transform_bottom(x, pad_h, pad_w, work):

@@ -198,3 +198,41 @@ def test_input_transform_layout(chunk, channel_chunk):
                     d = xp[n, c, th * m:th * m + a, tw * m:tw * m + a]
                     np.testing.assert_allclose(work.v[:, c, col], (bt @ d @ bt.T).ravel(),
                                                rtol=1e-5, atol=1e-5)
+
+
+def test_output_pairs_found_for_the_tiles_netdef_uses():
+    """A^T of F(4, 3) and F(4, 5) pairs its points (p, -p); other shapes take the general
+    plan."""
+    np.testing.assert_array_equal(WGG.output_pairs(WGG.transforms(4, 3)[0]), [1, 2])
+    np.testing.assert_array_equal(WGG.output_pairs(WGG.transforms(4, 5)[0]), [1, 2, 0.5])
+    for m, r in [(2, 3), (3, 5), (2, 6)]:
+        assert WGG.output_pairs(WGG.transforms(m, r)[0]).size == 0
+    at = WGG.transforms(4, 3)[0].copy()
+    at[2, 3] += 1.0                                        # not the paired structure
+    assert WGG.output_pairs(at).size == 0
+
+
+@pytest.mark.parametrize("shape,K,r", [
+    ((1, 5, 7, 7), 13, 3),      # 4 tiles a channel: blocks of 3 channels, the last of 1
+    ((1, 3, 6, 9), 9, 5),
+    ((2, 4, 5, 5), 12, 3),      # two images in one chunk: blocks of (tile, image) runs
+])
+@pytest.mark.parametrize("relu", [False, True])
+def test_output_transform_blocks_of_channels(shape, K, r, relu):
+    """Small outputs: one task transforms a block of channels; with the paired A^T or the
+    general plan, the same values as the direct sum (bias and fused ReLU included)."""
+    rng = np.random.default_rng(7)
+    pad = (r // 2, r // 2)
+    x = rng.standard_normal(shape).astype(np.float32)
+    w = (rng.standard_normal((K, shape[1], r, r)) / r).astype(np.float32)
+    bias = rng.standard_normal(K).astype(np.float32)
+    want = correlate(x, w, pad) + bias.reshape(1, -1, 1, 1)
+    if relu:
+        want = np.maximum(want, 0) + 0.5 * np.minimum(want, 0)
+    work, out = workspace(shape, K, r, 4, pad, shape[0])
+    assert WGG.OUTPUT_RUN > work.tiles_h * work.tiles_w * shape[0]       # blocks form
+    for pairs in (work.at_pairs, np.zeros(0, np.float32)):
+        work.at_pairs = pairs
+        y = np.full((shape[0], K) + out, np.nan, np.float32)
+        WGG.convolve(x, w, bias, y, *pad, work, relu_slope=0.5 if relu else None)
+        np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4)
