@@ -418,9 +418,14 @@ class _ConvolutionBase(BlockedRoute, Layer):
         col, cs = self._buffers(n)
         if not have_col:
             self._image_to_col(image, col)
-        for _, w_g, col_g, cs_g in self._groups(col, cs):
+        one_image = n == 1 and out.flags.c_contiguous      # (c_col, p_col) is then out
+        for _, w_g, col_g, cs_g in self._groups(col, out.reshape(cs.shape) if one_image
+                                                else cs):
             np.dot(w_g, col_g, out=cs_g)
-        K.cn_to_nc(cs, out, bias, relu, slope)
+        if not one_image:
+            K.cn_to_nc(cs, out, bias, relu, slope)
+        elif bias.size or relu:
+            K.add_channel_bias(out, bias, relu, slope)
 
     def _transpose_product(self, cs, image, bias, source=None):
         """image (n, c_image, p_image) = W^T * cs + bias, where cs (c_col, n*p_col) holds
