@@ -206,6 +206,8 @@ def worker_torch(args, x):
 
 
 def run_worker(args):
+    if args.worker.startswith("netdef"):
+        import netdef  # noqa: F401, I001  (first: its thread policy, before numpy loads BLAS)
     import numpy as np
 
     x = np.load(args.input)
