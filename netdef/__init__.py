@@ -1,14 +1,8 @@
 """netdef: Caffe, reborn in Python.  ``import netdef as caffe`` works like pycaffe."""
 
-import os as _os
-
-# Thread policy (docs/performance.md): idle worker threads must sleep, not spin, or
-# numba's OpenMP pool and OpenBLAS's pool steal each other's cores (measured on 2 cores:
-# a LeNet b64 forward took 31-40 ms spinning, 6.8 ms with passive waits).  These must be
-# set before numpy loads BLAS and before numba starts its pool; a user's setting wins.
-_os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "1")
-_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-from . import threads as _threads  # noqa: E402,F401,I001  (thread policy, before the rest)
+# Thread policy (netdef/threads.py, docs/performance.md): set before numpy loads BLAS and
+# before numba starts its pool; a user's setting wins.
+from . import threads as _threads  # noqa: F401,I001  (thread policy, before the rest)
 
 # pycaffe's submodules: caffe.io, caffe.draw, caffe.net_spec, caffe.coord_map, caffe.classifier,
 # caffe.detector, caffe.pycaffe, caffe.proto.caffe_pb2 (``from netdef.proto import caffe_pb2``).

@@ -25,6 +25,13 @@ parallel loops on one thread below ``kernels.gate.PARALLEL_MIN`` work.
 
 import os
 
+# OpenBLAS's worker waits 2^20 cycles (~0.35 ms) for the next GEMM before it sleeps: long
+# enough to span the glue kernels between the GEMMs of one forward (GoogLeNet b1: 35.1 vs
+# 39.5 ms, mean of eight adjacent pairs against 2^1), short enough to be asleep through
+# numba's parallel phases in training (LeNet b64 17.8 vs 18.2 ms, CIFAR10-quick b100 65.0
+# vs 67.0 ms a step); 2^24 (~6 ms) made LeNet training 10-25% slower.
+BLAS_THREAD_TIMEOUT = "20"
+
 
 def available_cpus():
     """CPUs this process may run on (the affinity mask, not the machine's count)."""
@@ -44,8 +51,9 @@ def default_threads(cpus, shared=False):
 def configure_environment(environ=None):
     """Set the thread defaults in ``environ`` (os.environ); call before numpy loads."""
     env = os.environ if environ is None else environ
-    # Idle pool threads must sleep, not spin, or the two pools steal each other's cores.
-    env.setdefault("OPENBLAS_THREAD_TIMEOUT", "1")
+    # Idle pool threads must sleep, not spin, or the two pools steal each other's cores
+    # (a LeNet b64 forward took 31-40 ms with both spinning, 6.8 ms with passive waits).
+    env.setdefault("OPENBLAS_THREAD_TIMEOUT", BLAS_THREAD_TIMEOUT)
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     shared = env.get("NETDEF_SHARED_CPU", "").strip().lower() in ("1", "true", "yes", "on")
     blas, numba_threads = default_threads(available_cpus(), shared)

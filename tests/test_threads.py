@@ -13,7 +13,7 @@ def test_environment_defaults_never_override_the_user():
     env = {"OPENBLAS_NUM_THREADS": "3", "NUMBA_THREADING_LAYER": "workqueue"}
     configure_environment(env)
     assert env["OPENBLAS_NUM_THREADS"] == "3"
-    assert env["OMP_WAIT_POLICY"] == "PASSIVE" and env["OPENBLAS_THREAD_TIMEOUT"] == "1"
+    assert env["OMP_WAIT_POLICY"] == "PASSIVE" and env["OPENBLAS_THREAD_TIMEOUT"] == "20"
     shared = {"NETDEF_SHARED_CPU": "1", "NUMBA_THREADING_LAYER": "workqueue"}
     configure_environment(shared)
     assert shared["OPENBLAS_NUM_THREADS"] == "1"
