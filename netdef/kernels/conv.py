@@ -179,10 +179,10 @@ def col2im_2d(col, x, row_stride, n_stride, kernel_h, kernel_w, stride_h, stride
                     for a in range(oh_lo, oh_hi):
                         _add_row(xf, plane + (a * stride_h + off_h) * W, col,
                                  base + a * out_w, hi - lo, stride_w)
+    set_num_threads(saved)
 
 
 # -- N-D (any number >= 1 of spatial axes) ------------------------------------
-    set_num_threads(saved)
 @njit(cache=True, nogil=True)
 def _kernel_offsets(k, kernel, koff):
     """Decompose the flat kernel index k into per-axis offsets (last axis fastest)."""
@@ -284,10 +284,10 @@ def col2im_nd(col, x, row_stride, n_stride, in_shape, out_shape, kernel, stride,
                 for n in range(N):
                     _add_row(xf, (n * C + c) * P + src + off_w + lo * sw, col,
                              r * row_stride + n * n_stride + o * w_out + lo, hi - lo, sw)
+    set_num_threads(saved)
 
 
 # -- layout passes around the GEMMs -------------------------------------------
-    set_num_threads(saved)
 @njit(cache=True, nogil=True, inline="always")
 def _bias_row(df, d, sf, s, count, b, relu, slope):
     """df[d + p] = act(sf[s + p] + b) for p < count; act is Caffe's ReLU
