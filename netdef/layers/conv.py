@@ -362,17 +362,19 @@ class _ConvolutionBase(BlockedRoute, Layer):
         for n0 in range(0, self.num, self.chunk):
             yield n0, min(n0 + self.chunk, self.num)
 
-    def _buffers(self, n):
-        """The column matrix (rows, n*P) and the column-side matrix (c_col, n*P)."""
+    def _buffers(self, n, column_side=True):
+        """The column matrix (rows, n*P) and the column-side matrix (c_col, n*P), or None
+        for the latter when not ``column_side``."""
         cols = n * self.p_col
         rows = self.c_image * self.kernel_count
         if self._col.size < rows * cols:        # allocated at first use: the blocked
             self._col = np.zeros(rows * cols, np.float32)     # route needs no full-size one
+        col = self._col[: rows * cols]
+        if not column_side:
+            return col, None
         if self._cs.size < self.c_col * cols:
             self._cs = np.zeros(self.c_col * cols, np.float32)
-        col = self._col[: rows * cols]
-        cs = self._cs[: self.c_col * cols].reshape(self.c_col, cols)
-        return col, cs
+        return col, self._cs[: self.c_col * cols].reshape(self.c_col, cols)
 
     def _groups(self, col, cs):
         """Per group: weight rows (col_group, k_group), column rows, column-side rows."""
@@ -415,12 +417,12 @@ class _ConvolutionBase(BlockedRoute, Layer):
             if bias.size or relu:
                 K.add_channel_bias(out, bias, relu, slope)
             return
-        col, cs = self._buffers(n)
+        one_image = n == 1 and out.flags.c_contiguous      # (c_col, p_col) is then out
+        col, cs = self._buffers(n, column_side=not one_image)
         if not have_col:
             self._image_to_col(image, col)
-        one_image = n == 1 and out.flags.c_contiguous      # (c_col, p_col) is then out
-        for _, w_g, col_g, cs_g in self._groups(col, out.reshape(cs.shape) if one_image
-                                                else cs):
+        product = out.reshape(self.c_col, self.p_col) if one_image else cs
+        for _, w_g, col_g, cs_g in self._groups(col, product):
             np.dot(w_g, col_g, out=cs_g)
         if not one_image:
             K.cn_to_nc(cs, out, bias, relu, slope)
