@@ -255,12 +255,14 @@ def _address(blob):
 
 def plan_memory(layer_order, pinned):
     """Give intermediate blobs shared buffers by liveness; returns (bytes saved, the
-    blobs given a shared buffer).
+    blobs given a shared buffer, the Concat layers left with nothing to do).
 
     Blobs that alias one buffer (Split tops, Flatten/Reshape views, in-place chains) form
     one group, live from its first writer to its last reader.  A group's buffer goes
     back to a pool once its last reader has run, and a group first written later takes
-    the smallest pooled buffer that fits (its writer never reads it: strictly later)."""
+    the smallest pooled buffer that fits (its writer never reads it: strictly later).
+    The bottoms of a Concat that joins whole blocks (``_concat_in_place``) become views
+    of its top's buffer, so their writers fill the top and the Concat copies nothing."""
     groups = {}                         # buffer address -> [blobs, first, last, pinned]
     for i, (layer, bottoms, tops) in enumerate(layer_order):
         for blob in list(bottoms) + list(tops):
@@ -272,27 +274,70 @@ def plan_memory(layer_order, pinned):
             g[2] = i
             if blob.name in pinned or layer.type not in SHAPE_PURE:
                 g[3] = True
+    parts, joined = _concat_in_place(layer_order, groups)
+    inside = {key for placed in parts.values() for key, _ in placed}
+    for top, placed in parts.items():       # a joined top is live from its bottoms' writers
+        groups[top][1] = min(groups[key][1] for key, _ in placed)
     free = []                           # buffers free to take
     active = []                         # (last reader, buffer) in use
     saved = 0
     planned = []
-    for members, first, last, pin in sorted(groups.values(), key=lambda g: g[1]):
+    for key, (members, first, last, pin) in sorted(groups.items(), key=lambda kv: kv[1][1]):
+        if key in inside:
+            continue
         count = members[0].count
         if pin or any(m.count != count for m in members):
-            continue
-        free.extend(buf for end, buf in active if end < first)
-        active = [(end, buf) for end, buf in active if end >= first]
-        fits = [k for k, buf in enumerate(free) if buf.size >= count]
-        if fits:
-            buf = free.pop(min(fits, key=lambda k: free[k].size))
-            saved += count * 4
+            buf = None
         else:
-            buf = np.zeros(count, np.float32)
-        for m in members:
-            m.set_data_buffer(buf[:count])
-        planned.extend(members)
-        active.append((last, buf))
-    return saved, planned
+            free.extend(buf for end, buf in active if end < first)
+            active = [(end, buf) for end, buf in active if end >= first]
+            fits = [k for k, buf in enumerate(free) if buf.size >= count]
+            if fits:
+                buf = free.pop(min(fits, key=lambda k: free[k].size))
+                saved += count * 4
+            else:
+                buf = np.zeros(count, np.float32)
+            for m in members:
+                m.set_data_buffer(buf[:count])
+            planned.extend(members)
+            active.append((last, buf))
+        whole = members[0].data.reshape(-1) if buf is None else buf
+        for part, offset in parts.get(key, ()):
+            for m in groups[part][0]:
+                m.set_data_buffer(whole[offset:offset + m.count])
+                saved += m.count * 4
+            planned.extend(groups[part][0])
+    return saved, planned, joined
+
+
+def _concat_in_place(layer_order, groups):
+    """Concats whose bottoms can be written straight into their top: a join along an
+    axis with a single block before it (channels at batch 1), where each bottom is a
+    distinct, unpinned buffer group that the Concat reads last and the top a group the
+    Concat writes first.  Returns ({top address: [(bottom address, offset)]}, the Concat
+    layers)."""
+    parts, joined, taken = {}, [], set()
+    for i, (layer, bottoms, tops) in enumerate(layer_order):
+        if layer.type != "Concat" or len(bottoms) < 2 or getattr(layer, "outer", 0) != 1:
+            continue
+        top = _address(tops[0])
+        keys = [_address(b) for b in bottoms]
+        if groups.get(top, [None, -1])[1] != i or len(set(keys + [top])) != len(keys) + 1:
+            continue
+        placed, offset = [], 0
+        for blob, key in zip(bottoms, keys, strict=True):
+            g = groups.get(key)
+            if (g is None or g[3] or g[1] >= i or g[2] != i or key in taken or key in parts
+                    or any(m.count != blob.count for m in g[0])):
+                break
+            placed.append((key, offset))
+            offset += blob.count
+        else:
+            if offset == tops[0].count:
+                parts[top] = placed
+                joined.append(layer)
+                taken.update(keys)
+    return parts, joined
 
 
 # -- the plan ------------------------------------------------------------------------
@@ -340,6 +385,9 @@ class InferencePlan:
                 layer, b, t = order[i]
                 self.steps.append((layer.forward, b, t))
         self.reshapes = [(layer.reshape, b, t) for layer, b, t in self.order]
+        self.tracked = [layer for layer, _, _ in self.order if hasattr(layer, "forget_filters")]
+        for layer in self.tracked:
+            layer.filters_tracked = True
         self.reuse_memory = bool(reuse_memory)
         if self.reuse_memory and not self.static:
             odd = sorted({layer.type for layer in net.layers if layer.type not in SHAPE_PURE})
@@ -355,6 +403,7 @@ class InferencePlan:
                              f"'{unknown[0]}' to keep")
         self.saved_bytes = 0
         self._planned = []
+        self._steps = self.steps        # the steps run at the current shapes
         self._shapes = None
         self._stale = False
         logger.info("Optimized net '%s' for inference: %d convolutions fused (%d layers "
@@ -365,11 +414,15 @@ class InferencePlan:
 
     def invalidate(self):
         """The original weights may have changed: refold (and restack) before the next
-        forward."""
+        forward, and have the convolutions transform their filters again."""
+        for layer in self.tracked:
+            layer.forget_filters()
         if self.siblings or any(f.folds for f in self.fusions):
             self._stale = True
 
     def refresh(self):
+        for layer in self.tracked:
+            layer.forget_filters()
         for f in self.fusions:
             if f.folds:
                 refold(f)
@@ -392,11 +445,13 @@ class InferencePlan:
             for reshape, b, t in self.reshapes:
                 reshape(b, t)
             if self.reuse_memory:
-                self.saved_bytes, self._planned = plan_memory(self.order, self.kept)
+                self.saved_bytes, self._planned, joined = plan_memory(self.order, self.kept)
                 for reshape, b, t in self.reshapes:     # layers that cached views of tops
                     reshape(b, t)
+                self._steps = [s for s in self.steps
+                               if getattr(s[0], "__self__", None) not in joined]
             self._shapes = shapes
-        for forward, b, t in self.steps:
+        for forward, b, t in self._steps:
             forward(b, t)
 
     @property
@@ -410,6 +465,7 @@ class InferencePlan:
         for blob in self._planned:
             blob.set_data_buffer(blob.data.reshape(-1).copy())
         self._planned = []
+        self._steps = self.steps
 
     def release(self):
         """Undo the memory plan: every blob owns its buffer again (values kept)."""

@@ -441,3 +441,74 @@ def test_googlenet_inception_modules_each_have_one_sibling_group():
     assert len(groups) == 9
     assert all([n.split("/")[1] for n in g] == ["1x1", "3x3_reduce", "5x5_reduce"]
                for g in groups)
+
+
+def concat_steps(net):
+    return [f.__self__.name for f, _, _ in net.inference_plan._steps
+            if getattr(f.__self__, "type", None) == "Concat"]
+
+
+@pytest.mark.parametrize("output", ["f", "cat"])
+def test_concat_of_whole_blocks_is_written_in_place(output):
+    """At batch 1 the concat's bottoms are views of its top (the Concat copies nothing),
+    also when the top is the net's output; at batch 2 (two blocks) the Concat runs."""
+    text = BRANCHES if output == "f" else BRANCHES.split('layer { name: "d"')[0]
+    plain, fast = Net(text, phase="TEST"), Net(text, phase="TEST")
+    fast.copy_trained_layers([(n, [b.data for b in bl]) for n, bl in plain.params.items()])
+    fast.optimize_for_inference(reuse_memory=True)
+    for batch in (1, 2, 1):
+        x = np.random.default_rng(batch).uniform(-1, 1, (batch, 2, 5, 5)).astype(np.float32)
+        for net in (plain, fast):
+            net.blobs["data"].reshape(x.shape)
+        want = plain.forward(data=x)[output].copy()
+        np.testing.assert_allclose(fast.forward(data=x)[output], want, rtol=1e-5, atol=1e-6)
+        assert concat_steps(fast) == ([] if batch == 1 else ["cat"])
+        if batch == 1:
+            cat = fast.blobs["cat"].data
+            for name, c0 in zip("abc", (0, 3, 6), strict=True):
+                assert np.shares_memory(fast.blobs[name].data, cat[:, c0:c0 + 3])
+                assert not np.shares_memory(fast.blobs[name].data, np.delete(cat, range(
+                    c0, c0 + 3), axis=1))
+    fast.inference_plan.release()
+    assert not any(np.shares_memory(fast.blobs[n].data, fast.blobs["cat"].data) for n in "abc")
+
+
+def test_concat_bottoms_read_later_keep_their_own_buffers():
+    """A bottom that a layer after the Concat still reads is not placed inside the top."""
+    text = BRANCHES.replace('bottom: "e" top: "f"', 'bottom: "a" top: "f"')
+    fast = Net(text, phase="TEST").optimize_for_inference(reuse_memory=True)
+    fast.forward(data=np.ones((1, 2, 5, 5), np.float32))
+    assert concat_steps(fast) == ["cat"]
+
+
+def test_plan_transforms_winograd_filters_again_after_surgery(monkeypatch):
+    """A convolution the plan runs skips the per-forward weight comparison; reading the
+    weights through ``net.params`` (or loading new ones) makes it transform them again."""
+    from netdef.kernels import winograd, winograd_general
+    from netdef.layers import conv as conv_module
+    monkeypatch.setenv(conv_module.ALGO_ENV, "winograd")
+    plain, fast = make_net(), make_net(fuse=True)
+    calls = []
+    for module in (winograd, winograd_general):
+        real = module.transform_filters
+        monkeypatch.setattr(module, "transform_filters",
+                            lambda *a, real=real: (calls.append(1), real(*a)))
+    x = data()
+    for _ in range(3):
+        fast.forward(data=x)
+    assert len(calls) == 3          # conv1, conv3, conv4: once each
+    for net in (plain, fast):
+        net.params["conv4"][0].data[...] *= -1.0
+        net.params["conv1"][0].data[...] *= 0.5
+    fast.forward(data=x)
+    assert len(calls) == 6
+    plain.forward(data=x)
+    assert_blobs_equal(fast, plain)
+    doubled = [("conv3", [b.data * 2 for b in plain.params["conv3"]])]
+    for net in (plain, fast):
+        net.copy_trained_layers(doubled)
+    before = len(calls)
+    fast.forward(data=x)
+    assert len(calls) == before + 3
+    plain.forward(data=x)
+    assert_blobs_equal(fast, plain)

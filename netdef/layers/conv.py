@@ -267,6 +267,7 @@ class _ConvolutionBase(BlockedRoute, Layer):
     equal_num_bottom_top_blobs = True
     transposed = False
     fused_relu = None       # see Convolution.fuse_relu
+    filters_tracked = False     # see _filters_transformed
 
     def setup(self, bottom, top):
         p = self.layer_param.convolution_param
@@ -582,18 +583,25 @@ class Convolution(_ConvolutionBase):
         comparison reads the weights twice, the transform cost up to 10x more (1.1 ms for
         GoogLeNet's 192 x 128 x 3 x 3 inception_3b/3x3 at batch 1, whose whole Winograd
         forward is then 1.9 ms).  Weights changed in place (net surgery, a new
-        caffemodel) fail the comparison and are transformed again.  A TRAIN net's weights
-        change every step, so it transforms them every time.
+        caffemodel) fail the comparison and are transformed again.  A layer an inference
+        plan runs (``filters_tracked``) skips even the comparison: the plan calls
+        ``forget_filters`` whenever the net's weights may change, as it refolds then.  A
+        TRAIN net's weights change every step, so it transforms them every time.
         """
         if self.phase == TRAIN:
             return False
         w = self.blobs[0].data
         work, seen = self._wg_seen
-        if work is self._wg_fwd and seen.shape == w.shape and np.array_equal(
-                seen.view(np.uint32), w.view(np.uint32)):      # bits: -0.0 and NaN too
+        if work is self._wg_fwd and (self.filters_tracked or (
+                seen is not None and seen.shape == w.shape and np.array_equal(
+                    seen.view(np.uint32), w.view(np.uint32)))):  # bits: -0.0 and NaN too
             return True
-        self._wg_seen = (self._wg_fwd, w.copy())
+        self._wg_seen = (self._wg_fwd, None if self.filters_tracked else w.copy())
         return False
+
+    def forget_filters(self):
+        """The weights may have changed: transform them again at the next forward."""
+        self._wg_seen = (None, None)
 
     def _winograd_weight_gradient(self, t, b, bias_diff, want_w):
         """F(m, r)'s weight (and bias) gradient, from the input transform the forward left
