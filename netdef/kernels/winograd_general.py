@@ -16,8 +16,9 @@ order; inside a chunk of nc images, image n's tile (th, tw) is column
 (th * tiles_w + tw) * nc + n.  Each transform is separable (rows, then columns), and with
 the images innermost its loops run over unit-stride runs of (tile, image) that the
 compiler vectorises, even for small images.  With too few images for that, the input
-transform runs over (tile, channel) instead and the chunks hold one image
-(``transform_input``).  Grouped layers multiply each group's row blocks of U, V
+transform runs over (tile, channel) in bands of tile rows, V keeps the channels
+innermost (the GEMM reads it transposed) and M's chunks hold one image
+(``transform_input_bands``).  Grouped layers multiply each group's row blocks of U, V
 and M.  The data gradient of a convolution is this same product with the filters rotated
 by 180 degrees and their in/out channels swapped (per group), padding r - 1 - pad
 (``flip_filters``); the weight gradient is the adjoint of the forward
@@ -48,8 +49,10 @@ POINTS = {
 # transform took 5.6 ms in chunks of 16 images, 2.6 ms in one chunk of 100).
 SCRATCH_FLOATS = 1 << 17
 # Fewest images per chunk whose (tile, image) runs vectorise well; below, the input
-# transform runs over channels instead (``transform_input``'s ``by_channels``).
+# transform runs over (tile, channel) in bands of tile rows (``transform_input_bands``).
 MIN_RUN_IMAGES = 8
+# Fewest input-transform tasks in bands mode (so that threads share the work evenly).
+BAND_TASKS = 8
 
 # Floats added to each of the A*A rows of V and M so rows are not a multiple of 4 KiB
 # apart (the output transform reads A rows at once; see winograd.ROW_PAD).
@@ -143,102 +146,152 @@ def _combine(plan, row, src, src_off, step, dst, dst_off, n):
     values, columns, groups = plan
     for grp in range(groups[row]):
         s = 4 * grp
-        f0, f1, f2, f3 = values[row, s], values[row, s + 1], values[row, s + 2], values[row, s + 3]
-        o0 = src_off + columns[row, s] * step
-        o1 = src_off + columns[row, s + 1] * step
-        o2 = src_off + columns[row, s + 2] * step
-        o3 = src_off + columns[row, s + 3] * step
-        if grp == 0:
-            for t in range(n):
-                dst[dst_off + t] = (f0 * src[o0 + t] + f1 * src[o1 + t]
-                                    + f2 * src[o2 + t] + f3 * src[o3 + t])
-        else:
-            for t in range(n):
-                dst[dst_off + t] += (f0 * src[o0 + t] + f1 * src[o1 + t]
-                                     + f2 * src[o2 + t] + f3 * src[o3 + t])
+        _combine4(values[row, s], values[row, s + 1], values[row, s + 2], values[row, s + 3],
+                  src, src_off + columns[row, s] * step, src_off + columns[row, s + 1] * step,
+                  src_off + columns[row, s + 2] * step, src_off + columns[row, s + 3] * step,
+                  dst, dst_off, n, grp == 0)
     if groups[row] == 0:
         for t in range(n):
             dst[dst_off + t] = 0.0
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _combine_at(plan, row, src, src_off, offsets, dst, dst_off, n):
+    """``_combine`` with column j of the source at src_off + offsets[j] (a layout that is
+    not one step per column, such as the input transform's phases)."""
+    values, columns, groups = plan
+    for grp in range(groups[row]):
+        s = 4 * grp
+        _combine4(values[row, s], values[row, s + 1], values[row, s + 2], values[row, s + 3],
+                  src, src_off + offsets[columns[row, s]], src_off + offsets[columns[row, s + 1]],
+                  src_off + offsets[columns[row, s + 2]],
+                  src_off + offsets[columns[row, s + 3]], dst, dst_off, n, grp == 0)
+    if groups[row] == 0:
+        for t in range(n):
+            dst[dst_off + t] = 0.0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _combine4(f0, f1, f2, f3, src, o0, o1, o2, o3, dst, dst_off, n, first):
+    """dst[dst_off:+n] (= if ``first``, else +=) f0 src[o0:+n] + ... + f3 src[o3:+n]."""
+    if first:
+        for t in range(n):
+            dst[dst_off + t] = (f0 * src[o0 + t] + f1 * src[o1 + t]
+                                + f2 * src[o2 + t] + f3 * src[o3 + t])
+    else:
+        for t in range(n):
+            dst[dst_off + t] += (f0 * src[o0 + t] + f1 * src[o1 + t]
+                                 + f2 * src[o2 + t] + f3 * src[o3 + t])
+
+
 @njit(cache=True, nogil=True, parallel=True)
-def transform_input(x, v, bt, m, pad_h, pad_w, tiles_h, tiles_w, chunk, by_channels):
+def transform_input(x, v, bt, m, pad_h, pad_w, tiles_h, tiles_w, chunk):
     """v[a*A + b, c*T + t] = (B^T d B)[a, b], d the A x A input tile t of channel c (zero
     outside x).  x: (N, C, H, W); v: (A*A, >= C*T); tile order as in the module docstring;
     bt: B^T as a ``sparse_plan``.
 
-    One parallel task per channel and chunk of ``chunk`` images -- or, ``by_channels``,
-    per image and chunk of ``chunk`` channels (V then in one-image chunks).  The task's
-    planes ("lanes") are first copied into a zero-bordered scratch with the lanes
-    innermost, (h, w, lane); B^T then runs along every padded row once (tiles overlap, so
-    a tile row would repeat it) and down the tiles' columns, both over unit-stride runs
-    of (tile column, lane); by images the result goes straight into V, by channels it is
-    transposed into V's (channel, tile) rows at the end.
+    One parallel task per channel and chunk of ``chunk`` images ("lanes"), whose planes
+    are first copied into a scratch (``_scratch_rows``); B^T then runs along every padded
+    row once (tiles overlap, so a tile row would repeat it) and down the tiles' columns,
+    both over unit-stride runs of (tile column, lane), the second straight into V.
     """
     N, C, H, W = x.shape
     a_ = bt[0].shape[0]
     aa, mu = _U(a_), _U(m)
     per_image = _U(tiles_h * tiles_w)
     T = _U(N) * per_image
-    hp = _U((tiles_h - 1) * m + a_)
-    wp = _U((tiles_w - 1) * m + a_)
-    outer, inner = (N, C) if by_channels else (C, N)
-    n_chunks = (inner + chunk - 1) // chunk
+    hp = (tiles_h - 1) * m + a_
+    k1 = _U(tiles_w + (a_ - 1) // m)
+    n_chunks = (N + chunk - 1) // chunk
     xf = x.reshape(-1)
     vf = v.reshape(-1)
     row_v = _U(v.shape[1])
     saved = one_thread_below(4 * v.size)
-    for task in prange(outer * n_chunks):
-        o = task // n_chunks
-        l0 = (task - o * n_chunks) * chunk
-        lanes = _U(min(inner, l0 + chunk) - l0)
-        if by_channels:          # image o, channels l0...
-            src0, lane_step = _U((o * C + l0) * H * W), _U(H * W)
-        else:                    # channel o, images l0...
-            src0, lane_step = _U((l0 * C + o) * H * W), _U(C * H * W)
-        run = _U(tiles_w) * lanes               # one (tile column, lane) run
-        xs = np.zeros(hp * wp * lanes, np.float32)
-        for h in range(_U(H)):          # lanes inside rows: a scratch row stays in L1
-            for li in range(lanes):
-                src = src0 + li * lane_step + h * _U(W)
-                dst = ((h + _U(pad_h)) * wp + _U(pad_w)) * lanes + li
-                for q in range(_U(W)):
-                    xs[dst + q * lanes] = xf[src + q]
-        rows = np.empty(hp * aa * run, np.float32)      # (h, b, tile column, lane)
-        for h in range(hp):
-            for b in range(aa):
-                _row_transform(bt, b, xs, h * wp * lanes, mu * lanes, lanes, rows,
-                               (h * aa + b) * run, _U(tiles_w))
-        if not by_channels:
-            t0 = _U(o) * T + _U(l0) * per_image
-            for a in range(aa):
-                for b in range(aa):
-                    for th in range(_U(tiles_h)):
-                        _combine(bt, a, rows, (th * mu * aa + b) * run, aa * run, vf,
-                                 (a * aa + b) * row_v + t0 + th * run, run)
-            continue
-        out = np.empty(aa * aa * per_image * lanes, np.float32)      # (e, tile, channel)
+    for task in prange(C * n_chunks):
+        c = task // n_chunks
+        n0 = (task - c * n_chunks) * chunk
+        lanes = _U(min(N, n0 + chunk) - n0)
+        run = _U(tiles_w) * lanes               # one (tile column, image) run
+        rows = _scratch_rows(xf, _U((n0 * C + c) * H * W), _U(C * H * W), lanes, H, W,
+                             -pad_h, hp, pad_w, bt, m, k1)
+        t0 = _U(c) * T + _U(n0) * per_image
         for a in range(aa):
             for b in range(aa):
                 for th in range(_U(tiles_h)):
-                    _combine(bt, a, rows, (th * mu * aa + b) * run, aa * run, out,
-                             ((a * aa + b) * _U(tiles_h) + th) * run, run)
-        for e in range(aa * aa):        # (tile, channel) -> (channel, tile) in blocks
-            for b0 in range(_U(0), per_image, _U(16)):      # of 16 tiles (L1-resident)
-                b1 = min(per_image, b0 + _U(16))
-                for li in range(lanes):
-                    dst = e * row_v + (_U(l0) + li) * T + _U(o) * per_image
-                    src = e * per_image * lanes + li
-                    for t in range(b0, b1):
-                        vf[dst + t] = out[src + t * lanes]
+                    _combine(bt, a, rows, (th * mu * aa + b) * run, aa * run, vf,
+                             (a * aa + b) * row_v + t0 + th * run, run)
+    set_num_threads(saved)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def transform_input_bands(x, v, bt, m, pad_h, pad_w, tiles_h, tiles_w, band):
+    """v[a*A + b, (n*P + t)*C + c] = (B^T d B)[a, b] for tile t of channel c of image n
+    (P tiles an image): V with the channels innermost, which the GEMM reads as a
+    transposed (C, T) operand.  For few, large images: one parallel task per image and
+    band of ``band`` tile rows, all channels as the lanes, so both passes run over
+    (tile column, channel) and write V without a transposition (the channel-innermost
+    scratch of the task's rows is the only one)."""
+    N, C, H, W = x.shape
+    a_ = bt[0].shape[0]
+    aa, mu = _U(a_), _U(m)
+    per_image = _U(tiles_h * tiles_w)
+    k1 = _U(tiles_w + (a_ - 1) // m)
+    n_bands = (tiles_h + band - 1) // band
+    lanes = _U(C)
+    run = _U(tiles_w) * lanes
+    xf = x.reshape(-1)
+    vf = v.reshape(-1)
+    row_v = _U(v.shape[1])
+    saved = one_thread_below(4 * v.size)
+    for task in prange(N * n_bands):
+        n = task // n_bands
+        th0 = (task - n * n_bands) * band
+        bands = _U(min(tiles_h, th0 + band) - th0)
+        rows = _scratch_rows(xf, _U(n * C * H * W), _U(H * W), lanes, H, W, th0 * m - pad_h,
+                             (bands - 1) * mu + aa, pad_w, bt, m, k1)
+        for a in range(aa):
+            for b in range(aa):
+                dst = (a * aa + b) * row_v + (_U(n) * per_image + _U(th0) * _U(tiles_w)) * lanes
+                for th in range(bands):
+                    _combine(bt, a, rows, (th * mu * aa + b) * run, aa * run, vf,
+                             dst + th * run, run)
     set_num_threads(saved)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _row_transform(plan, row, xs, src0, tile_step, nc, dst, dst0, tiles_w):
-    """dst[dst0 + tw*nc + n] = sum_j coef[row, j] * xs[src0 + j*nc + tw*tile_step + n]."""
-    for tw in range(tiles_w):
-        _combine(plan, row, xs, src0 + tw * tile_step, nc, dst, dst0 + tw * nc, nc)
+def _scratch_rows(xf, src0, lane_step, lanes, H, W, h0, n_rows, pad_w, bt, m, k1):
+    """B applied along ``n_rows`` padded rows from input row h0 (rows outside the image
+    and columns in the padding read zero), for ``lanes`` planes src0 + l * lane_step:
+    (row, b, tile column, lane).
+
+    The rows are first copied into a scratch with the lanes innermost and each row's
+    columns by phase: column w = m*k + p at (p, k, lane), so that column j of every tile
+    of a row is one unit-stride run of (k, lane) from offsets[j]."""
+    a_ = bt[0].shape[0]
+    aa, mu = _U(a_), _U(m)
+    prow = mu * k1 * lanes
+    run = (k1 - _U((a_ - 1) // m)) * lanes
+    offsets = np.empty(a_, np.uint64)
+    for j in range(aa):
+        offsets[j] = (_U(j) % mu * k1 + _U(j) // mu) * lanes
+    place = np.empty(W, np.uint64)          # where x's column q goes in a scratch row
+    for q in range(W):
+        place[q] = (_U(q + pad_w) % mu * k1 + _U(q + pad_w) // mu) * lanes
+    xs = np.zeros(_U(n_rows) * prow, np.float32)
+    for r in range(_U(n_rows)):     # lanes inside rows: a scratch row stays in L1
+        h = h0 + np.int64(r)
+        if h < 0 or h >= H:
+            continue
+        for li in range(lanes):
+            src = src0 + li * lane_step + _U(h) * _U(W)
+            dst = r * prow + li
+            for q in range(_U(W)):
+                xs[dst + place[q]] = xf[src + q]
+    rows = np.empty(_U(n_rows) * aa * run, np.float32)
+    for r in range(_U(n_rows)):
+        for b in range(aa):
+            _combine_at(bt, b, xs, r * prow, offsets, rows, (r * aa + b) * run, run)
+    return rows
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -587,21 +640,40 @@ class Workspace:
         side_h, side_w = (self.tiles_h - 1) * m + a, (self.tiles_w - 1) * m + a
         per_image_scratch = max(side_h * (side_w + a * self.tiles_w), (m + a) * m * per_image)
         self.chunk = max(1, min(num, SCRATCH_FLOATS // per_image_scratch))
-        # Too few images per chunk for long (tile, image) runs: the input transform runs over
-        # (tile, channel) instead, and V and M hold one-image chunks.
-        self.channel_chunk = 0
+        # Too few images per chunk for long (tile, image) runs: the input transform runs
+        # over (tile, channel) in bands of tile rows instead, V keeps the channels
+        # innermost, and M one-image chunks.
+        self.band = 0
         if self.chunk < MIN_RUN_IMAGES and channels >= MIN_RUN_IMAGES:
-            per_channel = side_h * (side_w + a * self.tiles_w) + a2 * per_image
             self.chunk = 1
-            self.channel_chunk = max(1, min(channels, SCRATCH_FLOATS // per_channel))
-        count = num * per_image
+            self.band = band_rows(self.tiles_h, num, channels, m, a, side_w)
+        self.count = num * per_image
+        self.channels = channels
         self.u = np.empty((a2, num_output, channels // group), np.float32)
-        self.v_rows = np.empty((a2, channels * count + ROW_PAD), np.float32)
-        self.m_rows = np.empty((a2, num_output * count + ROW_PAD), np.float32)
-        self.v = self.v_rows[:, :channels * count].reshape(a2, channels, count)
-        self.m_ = self.m_rows[:, :num_output * count].reshape(a2, num_output, count)
+        self.v_rows = np.empty((a2, channels * self.count + ROW_PAD), np.float32)
+        self.m_rows = np.empty((a2, num_output * self.count + ROW_PAD), np.float32)
+        self.m_ = self.m_rows[:, :num_output * self.count].reshape(a2, num_output, self.count)
         self.du = None          # the weight gradient's (A*A, K, C / group), at first use
         self.blocks = group_blocks(num_output, channels, group)
+
+    @property
+    def v(self):
+        """V as the GEMM's (A*A, C, T) operand (a transposed view in bands mode)."""
+        a2, ct = self.v_rows.shape[0], self.channels * self.count
+        if self.band:
+            return self.v_rows[:, :ct].reshape(a2, self.count, self.channels).transpose(0, 2, 1)
+        return self.v_rows[:, :ct].reshape(a2, self.channels, self.count)
+
+
+def band_rows(tiles_h, num, channels, m, a, side_w):
+    """Tile rows per input-transform task in bands mode: as many as keep the task's scratch
+    within SCRATCH_FLOATS, while leaving BAND_TASKS tasks or more where the image has
+    the tile rows for them."""
+    per_row = channels * (side_w + m + a * (side_w // m + 1))   # scratch of a padded row
+    band = max(1, min(tiles_h, (SCRATCH_FLOATS // per_row - a) // m + 1))
+    while band > 1 and num * -(-tiles_h // band) < BAND_TASKS:
+        band -= 1
+    return band
 
 
 def group_blocks(num_output, channels, group):
@@ -630,10 +702,12 @@ def convolve(x, w, bias, y, pad_h, pad_w, work, filters_ready=False, relu_slope=
 
 def transform_bottom(x, pad_h, pad_w, work):
     """work.v = the input transform of x (what ``weight_gradient`` multiplies by)."""
-    by_channels = work.channel_chunk > 0
-    transform_input(x, work.v_rows, work.plans["bt"], work.m, pad_h, pad_w, work.tiles_h,
-                    work.tiles_w, work.channel_chunk if by_channels else work.chunk,
-                    by_channels)
+    if work.band:
+        transform_input_bands(x, work.v_rows, work.plans["bt"], work.m, pad_h, pad_w,
+                              work.tiles_h, work.tiles_w, work.band)
+    else:
+        transform_input(x, work.v_rows, work.plans["bt"], work.m, pad_h, pad_w,
+                        work.tiles_h, work.tiles_w, work.chunk)
 
 
 def weight_gradient(dy, work, dw, bias_diff):

@@ -153,10 +153,11 @@ def test_grouped_product_multiplies_each_group_by_its_own_channels():
         np.testing.assert_allclose(dw[ks], want, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("channel_chunk", [1, 3, 10])
-def test_channel_runs_give_the_same_product(channel_chunk):
-    """Few images: the input transform runs over (tile, channel) in chunks of channels and
-    V keeps one-image chunks; forward and weight gradient as with image runs."""
+@pytest.mark.parametrize("band", [1, 3, 10])
+def test_channel_runs_give_the_same_product(band):
+    """Few images: the input transform runs over (tile, channel) in bands of ``band`` tile
+    rows, V keeps the channels innermost and M one-image chunks; forward and weight
+    gradient as with image runs."""
     rng = np.random.default_rng(5)
     shape, K, r, pad = (3, 10, 6, 7), 4, 5, (2, 1)
     x = rng.standard_normal(shape).astype(np.float32)
@@ -165,7 +166,7 @@ def test_channel_runs_give_the_same_product(channel_chunk):
     results = []
     for by_channels in (False, True):
         work = WGG.Workspace(4, r, 3, 10, K, 6, 5)
-        work.chunk, work.channel_chunk = (1, channel_chunk) if by_channels else (3, 0)
+        work.chunk, work.band = (1, band) if by_channels else (3, 0)
         y = np.empty((3, K, 6, 5), np.float32)
         WGG.convolve(x, w, np.zeros(0, np.float32), y, *pad, work)
         dw = np.zeros_like(w)
@@ -176,16 +177,17 @@ def test_channel_runs_give_the_same_product(channel_chunk):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
 
 
-@pytest.mark.parametrize("chunk,channel_chunk", [(2, 0), (3, 0), (1, 4)])
-def test_input_transform_layout(chunk, channel_chunk):
+@pytest.mark.parametrize("chunk,band", [(2, 0), (3, 0), (1, 1), (1, 2)])
+def test_input_transform_layout(chunk, band):
     """V[e, c, col] = (B^T d B)[e] for image n's tile (th, tw) at the documented column:
     chunks of ``chunk`` images, (th * tiles_w + tw) * nc + n inside a chunk of nc."""
     rng = np.random.default_rng(6)
     N, C, H, W, r, m, pad = 3, 9, 6, 7, 3, 4, 1
     x = rng.standard_normal((N, C, H, W)).astype(np.float32)
     work = WGG.Workspace(m, r, N, C, 2, H, W)
-    work.chunk, work.channel_chunk = chunk, channel_chunk
+    work.chunk, work.band = chunk, band
     WGG.transform_bottom(x, pad, pad, work)
+    assert work.v.strides[1] == (4 if band else 4 * work.v.shape[2])    # channels innermost
     bt = work.bt.astype(np.float64)
     a = m + r - 1
     th_n, tw_n = work.tiles_h, work.tiles_w

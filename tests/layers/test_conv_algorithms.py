@@ -282,7 +282,7 @@ def test_one_large_image_takes_general_winograd_with_channel_runs(monkeypatch):
         top[0].diff[...] = dy
         layer.backward(top, [True], bottom)
         if algo == "winograd":
-            assert layer._winograd_general() and layer._wg_fwd.channel_chunk
+            assert layer._winograd_general() and layer._wg_fwd.band
         results[algo] = [top[0].data.copy(), bottom[0].diff.copy()] + [
             blob.diff.copy() for blob in layer.blobs]
     for a, b in zip(results["winograd"], results["gemm"], strict=True):
