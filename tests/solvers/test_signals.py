@@ -141,7 +141,10 @@ def test_bad_effect_is_a_usage_error(tmp_path):
 
 def test_in_process_signals_drive_the_solver(tmp_path):
     """The handler is polled once per iteration: a snapshot request writes a snapshot and
-    training goes on; a stop request ends the step loop after that iteration."""
+    training goes on; a stop request ends the step loop after that iteration; the
+    handlers that were there before come back (SIG_IGN where the shell started the
+    tests in the background)."""
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGHUP)
     param = solver_param("base_lr: 0.01 random_seed: 2", net=DUMMY_NET)
     param.snapshot_prefix = str(tmp_path / "p")
     solver = Solver(param)
@@ -154,7 +157,7 @@ def test_in_process_signals_drive_the_solver(tmp_path):
         os.kill(os.getpid(), signal.SIGHUP)
         solver.step(10)
         assert solver.iter == 6 and solver.requested_early_exit
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGHUP)) == before
 
 
 def test_stop_requested_during_testing_interrupts_the_test(tmp_path):
