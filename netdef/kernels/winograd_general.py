@@ -197,7 +197,6 @@ def transform_input(x, v, bt, m, pad_h, pad_w, tiles_h, tiles_w, chunk):
     """
     N, C, H, W = x.shape
     a_ = bt[0].shape[0]
-    aa, mu = _U(a_), _U(m)
     per_image = _U(tiles_h * tiles_w)
     T = _U(N) * per_image
     hp = (tiles_h - 1) * m + a_
@@ -214,12 +213,8 @@ def transform_input(x, v, bt, m, pad_h, pad_w, tiles_h, tiles_w, chunk):
         run = _U(tiles_w) * lanes               # one (tile column, image) run
         rows = _scratch_rows(xf, _U((n0 * C + c) * H * W), _U(C * H * W), lanes, H, W,
                              -pad_h, hp, pad_w, bt, m, k1)
-        t0 = _U(c) * T + _U(n0) * per_image
-        for a in range(aa):
-            for b in range(aa):
-                for th in range(_U(tiles_h)):
-                    _combine(bt, a, rows, (th * mu * aa + b) * run, aa * run, vf,
-                             (a * aa + b) * row_v + t0 + th * run, run)
+        _columns_to_v(bt, m, rows, run, _U(tiles_h), vf, row_v,
+                      _U(c) * T + _U(n0) * per_image)
     set_num_threads(saved)
 
 
@@ -249,13 +244,21 @@ def transform_input_bands(x, v, bt, m, pad_h, pad_w, tiles_h, tiles_w, band):
         bands = _U(min(tiles_h, th0 + band) - th0)
         rows = _scratch_rows(xf, _U(n * C * H * W), _U(H * W), lanes, H, W, th0 * m - pad_h,
                              (bands - 1) * mu + aa, pad_w, bt, m, k1)
-        for a in range(aa):
-            for b in range(aa):
-                dst = (a * aa + b) * row_v + (_U(n) * per_image + _U(th0) * _U(tiles_w)) * lanes
-                for th in range(bands):
-                    _combine(bt, a, rows, (th * mu * aa + b) * run, aa * run, vf,
-                             dst + th * run, run)
+        _columns_to_v(bt, m, rows, run, bands, vf, row_v,
+                      (_U(n) * per_image + _U(th0) * _U(tiles_w)) * lanes)
     set_num_threads(saved)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _columns_to_v(bt, m, rows, run, tile_rows, vf, row_v, base):
+    """B^T down the tiles' columns of ``_scratch_rows``' output: tile row th's run of
+    (tile column, lane) goes to V's row a*A + b at base + th*run."""
+    aa, mu = _U(bt[0].shape[0]), _U(m)
+    for a in range(aa):
+        for b in range(aa):
+            for th in range(tile_rows):
+                _combine(bt, a, rows, (th * mu * aa + b) * run, aa * run, vf,
+                         (a * aa + b) * row_v + base + th * run, run)
 
 
 @njit(cache=True, nogil=True, inline="always")
