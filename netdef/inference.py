@@ -23,12 +23,16 @@ pycaffe user can see after a full forward, and nothing at all for any other call
   tops.  The stacked filters are a copy, refreshed as the folded clones' are.
 * A tight loop.  Layers whose output shapes follow from their bottoms' shapes
   (``SHAPE_PURE``) are reshaped only when an input blob's shape changed; Split, Input,
-  in-place TEST Dropout and Silence, which compute nothing in TEST, are skipped.
+  in-place TEST Dropout and Silence, which compute nothing in TEST, are skipped.  In
+  the plan's forwards, convolutions reuse their transformed (Winograd) filters on the
+  plan's word, the refresh signal above, instead of comparing their weights' bits with
+  the last transformed copy every forward.
 * Memory (``reuse_memory=True``, a further opt-in).  Intermediate blobs share buffers
   once every consumer of the earlier one has run (a liveness plan over the layer order),
   so their ``net.blobs[...].data`` no longer hold their values after a forward; outputs,
   inputs and the names in ``keep`` keep their own buffers.  (A TEST MAX pooling writes
-  no argmax mask at all, so masks need no sharing.)
+  no argmax mask at all, so masks need no sharing.)  A Concat of whole blocks (channels
+  at batch 1) gets its bottoms as views of its top, so it copies nothing.
 
 Backward after an optimized forward runs the net's own layers forward once more (the
 fused layers did not leave what their backward reads); with shared memory it is refused.
@@ -386,8 +390,6 @@ class InferencePlan:
                 self.steps.append((layer.forward, b, t))
         self.reshapes = [(layer.reshape, b, t) for layer, b, t in self.order]
         self.tracked = [layer for layer, _, _ in self.order if hasattr(layer, "forget_filters")]
-        for layer in self.tracked:
-            layer.filters_tracked = True
         self.reuse_memory = bool(reuse_memory)
         if self.reuse_memory and not self.static:
             odd = sorted({layer.type for layer in net.layers if layer.type not in SHAPE_PURE})
@@ -433,6 +435,15 @@ class InferencePlan:
     def forward(self):
         if self._stale:
             self.refresh()
+        for layer in self.tracked:      # only the plan's own forwards trust its tracking
+            layer.filters_tracked = True
+        try:
+            self._run()
+        finally:
+            for layer in self.tracked:
+                layer.filters_tracked = False
+
+    def _run(self):
         if not self.static:
             for reshape, forward, b, t in self.runs:
                 reshape(b, t)

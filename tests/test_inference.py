@@ -512,3 +512,20 @@ def test_plan_transforms_winograd_filters_again_after_surgery(monkeypatch):
     assert len(calls) == before + 3
     plain.forward(data=x)
     assert_blobs_equal(fast, plain)
+
+
+def test_partial_forwards_still_notice_weights_edited_in_place(monkeypatch):
+    """Outside the plan's own forwards a convolution compares its weights as before: an
+    edit through a kept array reference (no ``net.params`` read) reaches a partial
+    forward."""
+    from netdef.layers import conv as conv_module
+    monkeypatch.setenv(conv_module.ALGO_ENV, "winograd")
+    plain, fast = make_net(), make_net(fuse=True)
+    x = data()
+    fast.forward(data=x)
+    w_plain, w_fast = (net.params["conv4"][0].data for net in (plain, fast))
+    for net, w in ((plain, w_plain), (fast, w_fast)):
+        net.forward(data=x)
+        w[...] *= -1.0
+        net.forward(start="conv4")
+    assert_blobs_equal(fast, plain, ["c4", "prob"])

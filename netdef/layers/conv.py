@@ -583,10 +583,10 @@ class Convolution(_ConvolutionBase):
         comparison reads the weights twice, the transform cost up to 10x more (1.1 ms for
         GoogLeNet's 192 x 128 x 3 x 3 inception_3b/3x3 at batch 1, whose whole Winograd
         forward is then 1.9 ms).  Weights changed in place (net surgery, a new
-        caffemodel) fail the comparison and are transformed again.  A layer an inference
-        plan runs (``filters_tracked``) skips even the comparison: the plan calls
-        ``forget_filters`` whenever the net's weights may change, as it refolds then.  A
-        TRAIN net's weights change every step, so it transforms them every time.
+        caffemodel) fail the comparison and are transformed again.  Inside an inference
+        plan's forward (``filters_tracked``) the layer skips even the comparison: the plan
+        calls ``forget_filters`` whenever the net's weights may change, as it refolds
+        then.  A TRAIN net's weights change every step, so it transforms them every time.
         """
         if self.phase == TRAIN:
             return False
