@@ -15,7 +15,7 @@ a second table gives each worker process's peak resident memory (VmHWM): over th
 while loading the net, and during the forwards alone (the peak count restarted after the load
 where Linux allows).
 
-    python benchmarks/bench_inference.py [--runs 10] [--warmup 3] [--rounds 3] [--threads N]
+    python benchmarks/bench_inference.py [--runs 20] [--warmup 3] [--rounds 5] [--threads N]
                                          [--only lenet]
 """
 
@@ -300,10 +300,11 @@ def machine_info(threads):
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", type=int, default=10, help="timed forwards (median reported)")
+    ap.add_argument("--runs", type=int, default=20, help="timed forwards (median reported)")
     ap.add_argument("--warmup", type=int, default=3, help="untimed forwards first")
-    ap.add_argument("--rounds", type=int, default=3,
-                    help="each framework is timed this often, in turns (the machine drifts)")
+    ap.add_argument("--rounds", type=int, default=5,
+                    help="each framework is timed this often, in turns (the machine drifts; "
+                         "batch-1 rounds ranged over +-20%% on one machine, so five)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--only", help="comma-separated zoo folders (default: all cases)")
     ap.add_argument("--frameworks", default=",".join(FRAMEWORKS))
