@@ -1,11 +1,15 @@
-"""InnerProduct: the fully connected layer, three BLAS GEMMs."""
+"""InnerProduct: the fully connected layer, three BLAS GEMMs (one row through a large W:
+netdef's streaming GEMV)."""
 
 import numpy as np
 
 from ..errors import LayerError, ShapeError
 from ..fillers import fill
+from ..kernels.gemv import GEMV_MIN, gemv_rows
 from ..layer import Layer, register
 from .shape import canonical_axis
+
+_NO_BIAS = np.zeros(0, np.float32)
 
 
 @register("InnerProduct")
@@ -62,6 +66,10 @@ class InnerProduct(Layer):
     def forward(self, bottom, top):
         x = bottom[0].data.reshape(self.m, self.k)
         y = top[0].data.reshape(self.m, self.num_output)
+        w = self.blobs[0].data
+        if self.m == 1 and not self.transpose and w.size >= GEMV_MIN:
+            gemv_rows(w, x[0], self.blobs[1].data if self.bias_term else _NO_BIAS, y[0])
+            return
         np.dot(x, self._weight(), out=y)
         if self.bias_term:
             y += self.blobs[1].data
