@@ -417,9 +417,7 @@ class InferencePlan:
     def invalidate(self):
         """The original weights may have changed: refold (and restack) before the next
         forward, and have the convolutions transform their filters again."""
-        for layer in self.tracked:
-            layer.forget_filters()
-        if self.siblings or any(f.folds for f in self.fusions):
+        if self.tracked or self.siblings or any(f.folds for f in self.fusions):
             self._stale = True
 
     def refresh(self):
