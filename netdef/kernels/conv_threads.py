@@ -10,34 +10,14 @@ restored afterwards.  Only numpy's bundled OpenBLAS is recognised; with another 
 or a single core, the parts run one after another in the calling thread.
 """
 
-import ctypes
-import glob
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
+from ..threads import numpy_openblas
 
-
-def _load_openblas():
-    """(get_num_threads, set_num_threads) of numpy's bundled OpenBLAS, or None."""
-    libs = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
-    for path in sorted(glob.glob(os.path.join(libs, "*openblas*"))):
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for prefix, suffix in (("scipy_", "64_"), ("scipy_", "_"), ("", "")):
-            get = getattr(lib, f"{prefix}openblas_get_num_threads{suffix}", None)
-            put = getattr(lib, f"{prefix}openblas_set_num_threads{suffix}", None)
-            if get is not None and put is not None:
-                get.restype, get.argtypes = ctypes.c_int, []
-                put.restype, put.argtypes = None, [ctypes.c_int]
-                return get, put
-    return None
-
-
-_BLAS = _load_openblas()
+_FOUND = numpy_openblas()
+_BLAS = None if _FOUND is None else _FOUND[1:]     # (get, set) of its thread count
 _POOL = [None, 0]      # the executor and its size, made at first use
 _LOCK = threading.Lock()
 
